@@ -1,0 +1,154 @@
+"""LayerGraph: the DAG every part of xbarforge reads.
+
+A captured network becomes a list of `Layer` records in topological order. MVM layers (conv,
+linear) carry the shapes the compiler needs and their float weights (batch norm already folded
+in); digital ops (pool, add, concat, activation, ...) carry only shapes, so the cost model can
+count the bytes they move.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+MVM_KINDS = ("conv", "linear")
+DIGITAL_KINDS = (
+    "input",
+    "output",
+    "pool",
+    "global_pool",
+    "add",
+    "mul",
+    "concat",
+    "act",
+    "flatten",
+    "reshape",
+    "pad",
+    "dropout",
+    "identity",
+    "norm",
+    "split",
+    "transpose",
+    "mean",
+)
+
+
+@dataclass
+class Layer:
+    """One node of the graph.
+
+    `in_shape`/`out_shape` are per-sample shapes without the batch dimension: (C, H, W) for
+    feature maps, (F,) or (T, F) for linear inputs.
+    """
+
+    name: str
+    kind: str
+    inputs: list[str] = field(default_factory=list)
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+    # MVM layers only
+    in_channels: int = 0
+    out_channels: int = 0
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_mvm(self) -> bool:
+        return self.kind in MVM_KINDS
+
+    @property
+    def rows_per_group(self) -> int:
+        """Rows of one group's weight matrix: k*k*C_in/groups (conv) or in_features (linear)."""
+        kh, kw = self.kernel
+        return kh * kw * (self.in_channels // self.groups)
+
+    @property
+    def cols_per_group(self) -> int:
+        """Output channels of one group (weights per row, before bit slicing)."""
+        return self.out_channels // self.groups
+
+    @property
+    def output_pixels(self) -> int:
+        """MVM positions per sample: output H*W for a conv, leading dims for a linear layer."""
+        if self.kind == "conv":
+            return int(self.out_shape[1] * self.out_shape[2])
+        return int(math.prod(self.out_shape[:-1])) if len(self.out_shape) > 1 else 1
+
+    @property
+    def num_weights(self) -> int:
+        return self.rows_per_group * self.cols_per_group * self.groups
+
+    @property
+    def macs(self) -> int:
+        return self.num_weights * self.output_pixels
+
+    def describe(self) -> str:
+        if self.kind == "conv":
+            kh, kw = self.kernel
+            g = f" g{self.groups}" if self.groups > 1 else ""
+            return f"conv{kh}x{kw}/{self.stride[0]} {self.in_channels}->{self.out_channels}{g}"
+        if self.kind == "linear":
+            return f"linear {self.in_channels}->{self.out_channels}"
+        return self.kind
+
+
+@dataclass
+class LayerGraph:
+    """A network as a DAG of layers in topological order."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+
+    def __post_init__(self) -> None:
+        self._by_name = {layer.name: layer for layer in self.layers}
+
+    def __getitem__(self, name: str) -> Layer:
+        return self._by_name[name]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def mvm_layers(self) -> list[Layer]:
+        """Conv and linear layers in execution (topological) order: the RNC chain."""
+        return [layer for layer in self.layers if layer.is_mvm]
+
+    @property
+    def num_weights(self) -> int:
+        return sum(layer.num_weights for layer in self.mvm_layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.mvm_layers)
+
+    def mvm_predecessors(self) -> dict[str, list[str]]:
+        """For each MVM layer, the MVM layers it reads from (through any digital ops).
+
+        The DAG-aware schedule uses this: two MVM layers with no path between them can run side
+        by side.
+        """
+        memo: dict[str, set[str]] = {}
+        for layer in self.layers:
+            found: set[str] = set()
+            for src in layer.inputs:
+                if src not in self._by_name:
+                    continue
+                if self._by_name[src].is_mvm:
+                    found.add(src)
+                else:
+                    found |= memo.get(src, set())
+            memo[layer.name] = found
+        order = {layer.name: i for i, layer in enumerate(self.layers)}
+        return {
+            layer.name: sorted(memo[layer.name], key=order.__getitem__) for layer in self.mvm_layers
+        }

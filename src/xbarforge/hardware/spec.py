@@ -1,0 +1,168 @@
+"""HardwareSpec: the typed, validated description of an RRAM crossbar chip.
+
+Every optimizer reads hardware only through this object (and through the compiler and the cost
+model built on it). Fields are grouped like a datasheet: the crossbar array, the precision of
+weights and activations, the converters, the chip's budget and hierarchy, and per-component
+latency, energy and area. Presets live in `presets/*.yaml`, each constant with its source.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CrossbarPool(_Strict):
+    """A set of identical crossbars; several pools make a heterogeneous chip."""
+
+    rows: PositiveInt
+    cols: PositiveInt
+    count: PositiveInt | None = Field(None, description="crossbars of this size; None = unbounded")
+
+
+class CrossbarSpec(_Strict):
+    rows: PositiveInt = 128
+    cols: PositiveInt = 128
+    cell_bits: PositiveInt = Field(2, le=8, description="bits stored per RRAM cell")
+    encoding: Literal["differential", "offset", "signed"] = Field(
+        "differential",
+        description=(
+            "differential: two cells (G+ and G-) per weight slice; offset: weights biased to be"
+            " non-negative, one reference column per crossbar subtracts the bias; signed: one"
+            " idealized cell per weight slice (as the RNC code assumes)"
+        ),
+    )
+    concurrent_blocks: bool = Field(
+        True,
+        description=(
+            "blocks of the same layer that share no rows and no columns of a crossbar fire in one"
+            " MVM; False: a crossbar fires one block at a time"
+        ),
+    )
+    g_on_us: PositiveFloat = Field(100.0, description="on conductance, microsiemens")
+    g_off_us: PositiveFloat = Field(1.0, description="off conductance, microsiemens")
+    wire_ohm: float = Field(1.0, ge=0, description="wire resistance between adjacent cells, ohm")
+
+
+class PrecisionSpec(_Strict):
+    weight_bits: PositiveInt = Field(8, le=32)
+    activation_bits: PositiveInt = Field(8, le=32)
+    dac_bits: PositiveInt = Field(1, le=16, description="input bits applied per crossbar read (bit-serial)")
+    adc_bits: PositiveInt = Field(8, le=16)
+    cols_per_adc: PositiveInt = Field(128, description="columns sharing one ADC (time-multiplexed)")
+
+
+class ChipSpec(_Strict):
+    """The crossbar budget: a flat count, optionally organised as tiles of PEs of crossbars."""
+
+    crossbars: PositiveInt | None = Field(None, description="flat budget; None = as many as needed")
+    tiles: PositiveInt | None = None
+    pes_per_tile: PositiveInt = 1
+    crossbars_per_pe: PositiveInt = 8
+    pools: list[CrossbarPool] = Field(default_factory=list, description="heterogeneous crossbar pools")
+
+    @property
+    def crossbars_per_tile(self) -> int:
+        return self.pes_per_tile * self.crossbars_per_pe
+
+    @property
+    def budget(self) -> int | None:
+        """The flat budget, or tiles x PEs x crossbars when only the hierarchy is given."""
+        if self.crossbars is not None:
+            return self.crossbars
+        if self.tiles is not None:
+            return self.tiles * self.crossbars_per_tile
+        return None
+
+
+class LatencySpec(_Strict):
+    mvm_ns: PositiveFloat | None = Field(
+        None, description="fixed latency of one MVM; None = derived from the components below"
+    )
+    xbar_read_ns: PositiveFloat = Field(100.0, description="one crossbar read (one input-bit cycle)")
+    adc_ns: PositiveFloat = Field(0.78, description="one ADC conversion")
+    shift_add_ns: float = Field(0.0, ge=0, description="digital shift-add after the last input cycle")
+    pipelined: bool = Field(
+        True, description="reads and ADC conversions of consecutive input cycles overlap (ISAAC)"
+    )
+
+
+class EnergySpec(_Strict):
+    xbar_read_pj: float = Field(ge=0, description="one read cycle of a full crossbar (all rows, all cols)")
+    dac_pj: float = Field(ge=0, description="one DAC conversion (one row, one input cycle)")
+    adc_pj: float = Field(ge=0, description="one ADC conversion (one column, one input cycle)")
+    shift_add_pj: float = Field(ge=0, description="one shift-add (one column, one input cycle)")
+    buffer_pj_per_byte: float = Field(ge=0, description="on-chip buffer access per byte")
+    interconnect_pj_per_byte: float = Field(ge=0, description="moving one byte between tiles")
+    leakage_mw_per_crossbar: float = Field(ge=0, description="static power of a crossbar and its periphery")
+
+
+class AreaSpec(_Strict):
+    xbar_um2: float = Field(ge=0, description="one crossbar array")
+    dac_um2: float = Field(ge=0, description="one DAC (one per row)")
+    adc_um2: float = Field(ge=0, description="one ADC")
+    shift_add_um2: float = Field(ge=0, description="shift-add units of one crossbar")
+    tile_overhead_um2: float = Field(0.0, ge=0, description="buffers, router, control of one tile")
+
+
+class HardwareSpec(_Strict):
+    name: str
+    description: str = ""
+    crossbar: CrossbarSpec = CrossbarSpec()
+    precision: PrecisionSpec = PrecisionSpec()
+    chip: ChipSpec = ChipSpec()
+    latency: LatencySpec = LatencySpec()
+    energy: EnergySpec
+    area: AreaSpec
+
+    @model_validator(mode="after")
+    def _check(self) -> HardwareSpec:
+        if self.crossbar.encoding == "offset" and self.crossbar.cols < 2:
+            raise ValueError("crossbar.cols: offset encoding needs at least 2 columns")
+        if self.precision.dac_bits > self.precision.activation_bits:
+            raise ValueError("precision.dac_bits: larger than precision.activation_bits")
+        return self
+
+    # ---- derived quantities used by the compiler and the cost model ----
+
+    @property
+    def cols_per_weight(self) -> int:
+        """Crossbar columns one weight occupies: bit slices, doubled for differential pairs."""
+        slices = math.ceil(self.precision.weight_bits / self.crossbar.cell_bits)
+        return slices * (2 if self.crossbar.encoding == "differential" else 1)
+
+    @property
+    def usable_cols(self) -> int:
+        """Columns available for weights (offset encoding reserves one reference column)."""
+        return self.crossbar.cols - (1 if self.crossbar.encoding == "offset" else 0)
+
+    @property
+    def input_cycles(self) -> int:
+        """Crossbar reads per MVM: activation bits applied dac_bits at a time."""
+        return math.ceil(self.precision.activation_bits / self.precision.dac_bits)
+
+    @property
+    def mvm_ns(self) -> float:
+        """Latency of one MVM (all input-bit cycles, conversions and shift-add)."""
+        lat = self.latency
+        if lat.mvm_ns is not None:
+            return lat.mvm_ns
+        adcs = math.ceil(self.crossbar.cols / self.precision.cols_per_adc)
+        convert = math.ceil(self.crossbar.cols / adcs) * lat.adc_ns
+        if lat.pipelined:
+            per_cycle = max(lat.xbar_read_ns, convert)
+            return lat.xbar_read_ns + convert + (self.input_cycles - 1) * per_cycle + lat.shift_add_ns
+        return self.input_cycles * (lat.xbar_read_ns + convert) + lat.shift_add_ns
+
+    def with_crossbar(self, rows: int, cols: int) -> HardwareSpec:
+        """The same chip with another crossbar size (for sweeps and heterogeneous pools)."""
+        return self.model_copy(update={"crossbar": self.crossbar.model_copy(update={"rows": rows, "cols": cols})})
+
+    def with_budget(self, crossbars: int | None) -> HardwareSpec:
+        return self.model_copy(update={"chip": self.chip.model_copy(update={"crossbars": crossbars})})
