@@ -1,0 +1,1 @@
+"""The crossbar compiler: lower, partition, duplicate, pack; isaac-like baseline; Mapping."""

@@ -1,0 +1,341 @@
+"""The compiler: LayerGraph + HardwareSpec + budget -> Mapping (with its cost report).
+
+Steps: lower every MVM layer (forms), build each layer's Pareto options of (form, copies),
+choose options greedily for the requested sample counts, pack the chosen blocks into the budget
+with MaxRects, feed the packer's achieved fill back into the choice when it overflows, and hand
+the placed blocks to the cost model. A model whose single copy does not fit the budget is mapped
+in reprogramming rounds instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from xbarforge.compiler.duplicate import Option, fill_options, layer_options, min_index
+from xbarforge.compiler.lower import LoweredLayer, candidate_forms, lower
+from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
+from xbarforge.compiler.pack import Item, Packer, PackingOverflow, pack, sort_items
+from xbarforge.cost.bounds import period_bound
+from xbarforge.cost.latency import mapping_timing
+from xbarforge.errors import CompileError
+from xbarforge.graph.layer_graph import LayerGraph
+from xbarforge.hardware.spec import HardwareSpec
+
+OBJECTIVES = ("balanced", "throughput", "latency", "none")
+SCHEDULES = ("chain", "dag")
+MAX_REFITS = 4
+CEILING_STEPS = 10
+
+
+@dataclass
+class _Choice:
+    lowered: LoweredLayer
+    copies: int
+
+
+def _plans(graph: LayerGraph, choices: list[_Choice]) -> list[LayerPlan]:
+    preds = graph.mvm_predecessors()
+    plans = []
+    for ch in choices:
+        low, layer = ch.lowered, ch.lowered.layer
+        plans.append(
+            LayerPlan(
+                name=layer.name,
+                kind=layer.kind,
+                describe=layer.describe(),
+                form=low.form,
+                copies=ch.copies,
+                blocks_per_copy=len(low.blocks),
+                mvms_per_pixel=low.mvms_per_pixel,
+                pixels=low.pixels,
+                rows_per_group=layer.rows_per_group,
+                cols_per_group=layer.cols_per_group * low.cols_per_weight,
+                groups=layer.groups,
+                tau=low.tau(ch.copies),
+                preds=preds[layer.name],
+                out_elems=int(_prod(layer.out_shape)),
+            )
+        )
+    return plans
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out
+
+
+def _items(choices: list[_Choice], starts: list[int] | None = None) -> tuple[list[Item], list[tuple[int, int, int]]]:
+    """Packing items for every block of every copy; keys index the returned (layer, copy, block)."""
+    items: list[Item] = []
+    index: list[tuple[int, int, int]] = []
+    for li, ch in enumerate(choices):
+        tau = ch.lowered.tau(ch.copies)
+        start = starts[li] if starts else 0
+        for c in range(ch.copies):
+            for bi, b in enumerate(ch.lowered.blocks):
+                items.append(Item(len(index), b.height, b.width, li, tau, start))
+                index.append((li, c, bi))
+    return items, index
+
+
+def _window_starts(graph: LayerGraph, taus: list[int], schedule: str) -> list[int]:
+    """When each layer starts for the first sample (chain: one after another; DAG: longest path)."""
+    layers = graph.mvm_layers
+    if schedule == "chain":
+        starts, t = [], 0
+        for tau in taus:
+            starts.append(t)
+            t += tau
+        return starts
+    pos = {layer.name: i for i, layer in enumerate(layers)}
+    preds = graph.mvm_predecessors()
+    starts = [0] * len(layers)
+    for i, layer in enumerate(layers):
+        starts[i] = max((starts[pos[p]] + taus[pos[p]] for p in preds[layer.name]), default=0)
+    return starts
+
+
+def _placed(choices: list[_Choice], index: list[tuple[int, int, int]], placements, rounds=None) -> list[PlacedBlock]:
+    out = []
+    for pl in placements:
+        li, c, bi = index[pl.key]
+        b = choices[li].lowered.blocks[bi]
+        out.append(
+            PlacedBlock(
+                layer=choices[li].lowered.name, copy=c, group0=b.group0, group1=b.group1,
+                row0=b.row0, row1=b.row1, col0=b.col0, col1=b.col1, crossbar=pl.crossbar,
+                row_offset=pl.row, col_offset=pl.col, height=b.height, width=b.width, weights=b.weights,
+                round=0 if rounds is None else rounds[pl.key],
+            )
+        )
+    out.sort(key=lambda b: (b.round, b.crossbar, b.row_offset, b.col_offset))
+    return out
+
+
+def _serial_counts(blocks: list[PlacedBlock], concurrent: bool) -> dict[str, int]:
+    """Blocks of a layer that must take turns in one crossbar (max over crossbars)."""
+    groups: dict[tuple[str, int, int], list[PlacedBlock]] = defaultdict(list)
+    for b in blocks:
+        groups[(b.layer, b.round, b.crossbar)].append(b)
+    serial: dict[str, int] = defaultdict(lambda: 1)
+    for (name, _, _), bs in groups.items():
+        if len(bs) == 1:
+            continue
+        if not concurrent:
+            turns = len(bs)
+        else:  # greedy colouring: blocks sharing rows or columns cannot fire in one MVM
+            colours: list[list[PlacedBlock]] = []
+            for b in bs:
+                for col in colours:
+                    if all(not _shares_lines(b, o) for o in col):
+                        col.append(b)
+                        break
+                else:
+                    colours.append([b])
+            turns = len(colours)
+        serial[name] = max(serial[name], turns)
+    return serial
+
+
+def _shares_lines(a: PlacedBlock, b: PlacedBlock) -> bool:
+    rows = a.row_offset < b.row_offset + b.height and b.row_offset < a.row_offset + a.height
+    cols = a.col_offset < b.col_offset + b.width and b.col_offset < a.col_offset + a.width
+    return rows or cols
+
+
+def _finish(graph, hw, choices, blocks, crossbars_used, budget, schedule, objective, seed,
+            rounds=1, min_crossbars=None) -> Mapping:
+    plans = _plans(graph, choices)
+    serial = _serial_counts(blocks, hw.crossbar.concurrent_blocks)
+    first_round: dict[str, int] = {}
+    for b in blocks:
+        first_round.setdefault(b.layer, b.round)
+    for p in plans:
+        p.serial = serial[p.name]
+        p.round = first_round.get(p.name, 0)
+    return Mapping(
+        model=graph.name, input_shape=tuple(graph.input_shape), hardware=hw.name,
+        crossbar_rows=hw.crossbar.rows, crossbar_cols=hw.crossbar.cols, crossbars_budget=budget,
+        layers=plans, blocks=blocks, crossbars_used=crossbars_used, rounds=rounds,
+        min_crossbars=min_crossbars, schedule=schedule, objective=objective, seed=seed,
+    )
+
+
+def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain") -> Mapping:
+    """Every block of every layer on its own crossbar: no packing, no duplication."""
+    choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+    _, index = _items(choices)
+    from xbarforge.compiler.pack import Placement
+
+    placements = [Placement(k, k, 0, 0) for k in range(len(index))]
+    blocks = _placed(choices, index, placements)
+    return _finish(graph, hw, choices, blocks, len(blocks), None, schedule, "isaac-like", 0)
+
+
+def min_crossbars(graph: LayerGraph, hw: HardwareSpec) -> int:
+    """Fewest crossbars that hold one copy of every layer (packed, default forms)."""
+    choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+    items, _ = _items(choices)
+    _, bins = pack(items, hw.crossbar.rows, hw.usable_cols, separate_layers=False)
+    return len(bins)
+
+
+def _rounds_mapping(graph, hw, budget, schedule, seed, fewest) -> Mapping:
+    """One copy of every layer, split into reprogramming rounds of at most `budget` crossbars."""
+    choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+    items, index = _items(choices)
+    by_layer: dict[int, list[Item]] = defaultdict(list)
+    for it in items:
+        by_layer[it.layer].append(it)
+    rounds: dict[int, int] = {}
+    placements = []
+    rnd, packer, used = 0, Packer(hw.crossbar.rows, hw.usable_cols, budget, separate_layers=False), 0
+    for li in range(len(choices)):
+        for it in sort_items(by_layer[li]):
+            pl = packer.add(it)
+            if pl is None:
+                used = max(used, len(packer.bins))
+                rnd += 1
+                packer = Packer(hw.crossbar.rows, hw.usable_cols, budget, separate_layers=False)
+                pl = packer.add(it)
+            rounds[it.key] = rnd
+            placements.append(pl)
+    used = max(used, len(packer.bins))
+    blocks = _placed(choices, index, placements, rounds)
+    return _finish(graph, hw, choices, blocks, used, budget, schedule, "rounds", seed,
+                   rounds=rnd + 1, min_crossbars=fewest)
+
+
+def compile_graph(
+    graph: LayerGraph,
+    hw: HardwareSpec,
+    crossbars: int | None = None,
+    samples: list[int] | tuple[int, ...] = (1, 8, 64),
+    objective: str = "balanced",
+    schedule: str = "chain",
+    seed: int = 0,
+    min_utilization: float | None = None,
+) -> Mapping:
+    """Map `graph` onto `hw` under a budget of `crossbars` (default: the chip's own budget).
+
+    objective: "balanced" minimizes the sum over `samples` of latency(k) / isaac-like(k);
+    "throughput" the latency of max(samples) (steady state); "latency" one sample; "none" maps
+    one copy of every layer, packed (no duplication).
+    """
+    if objective not in OBJECTIVES:
+        raise CompileError(f"objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
+    if schedule not in SCHEDULES:
+        raise CompileError(f"schedule '{schedule}' is not one of {', '.join(SCHEDULES)}")
+    if not graph.mvm_layers:
+        raise CompileError(f"model '{graph.name}' has no conv or linear layer to map")
+    if any(k < 1 for k in samples):
+        raise CompileError("samples: every sample count must be at least 1")
+    budget = crossbars if crossbars is not None else hw.chip.budget
+    if budget is not None and budget < 1:
+        raise CompileError(f"crossbars: budget must be at least 1 (got {budget})")
+    rows, cols = hw.crossbar.rows, hw.usable_cols
+    fewest = min_crossbars(graph, hw)
+    if budget is not None and fewest > budget:
+        return _rounds_mapping(graph, hw, budget, schedule, seed, fewest)
+    if budget is None or objective == "none":
+        choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+        items, index = _items(choices)
+        placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.crossbar.concurrent_blocks)
+        blocks = _placed(choices, index, placements)
+        return _finish(graph, hw, choices, blocks, len(bins), budget, schedule, "none", seed,
+                       min_crossbars=fewest)
+
+    layers = graph.mvm_layers
+    forms = [[lower(layer, hw, f) for f in candidate_forms(layer, hw)] for layer in layers]
+    max_blocks = None if hw.crossbar.concurrent_blocks else budget
+    options = [layer_options(fs, max_blocks, budget * rows * cols) for fs in forms]
+    base = [lower(layer, hw) for layer in layers]
+    base_first = sum(b.tau(1) for b in base)
+    base_max = max(b.tau(1) for b in base)
+    ks = {"balanced": list(samples), "throughput": [max(samples)], "latency": [1]}[objective]
+    best = _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization)
+    if best is None:  # no duplication fits: one packed copy always does (fewest <= budget)
+        choices = [_Choice(b, 1) for b in base]
+        items, index = _items(choices)
+        placements, bins = pack(items, rows, cols, budget, separate_layers=False)
+        best = (choices, index, placements, len(bins))
+    choices, index, placements, used = best
+    blocks = _placed(choices, index, placements)
+    mapping = _finish(graph, hw, choices, blocks, used, budget, schedule, objective, seed, min_crossbars=fewest)
+    mapping.report["period_bound_cycles"] = period_bound(forms, hw, budget)
+    return mapping
+
+
+def _ceilings(options: list[list[Option]], budget: int, hw: HardwareSpec) -> list[int | None]:
+    """Pipeline periods to try: a geometric ladder from the fastest reachable to no duplication."""
+    hi = max(opts[0].tau for opts in options)
+    lo = max(opts[-1].tau for opts in options)
+    if not hw.crossbar.concurrent_blocks:  # one block-MVM per crossbar per cycle
+        lo = max(lo, math.ceil(sum(min(o.time for o in opts) for opts in options) / budget))
+    ladder: list[int | None] = [None]
+    if lo >= hi:
+        return ladder + [hi]
+    steps = CEILING_STEPS
+    ratio = (hi / lo) ** (1 / steps)
+    ladder += sorted({max(lo, min(hi, round(lo * ratio**i))) for i in range(steps + 1)})
+    return ladder
+
+
+def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization):
+    """Try each pipeline period; keep the mapping with the best latency over the samples asked.
+
+    For a period P every layer first takes its cheapest option with tau <= P, then the capacity
+    left goes to cutting sum tau; the packing is checked for real, and when it overflows the next
+    try plans with the fill it achieved (fragmentation planned for, not retried blindly).
+    """
+    rows, cols = hw.crossbar.rows, hw.usable_cols
+    xbar_cells = rows * cols
+    best, best_score = None, math.inf
+    for ceiling in _ceilings(options, budget, hw):
+        start = [0] * len(options) if ceiling is None else [min_index(o, ceiling) for o in options]
+        if any(j is None for j in start):
+            continue
+        fill = 1.0
+        for _ in range(MAX_REFITS):
+            idx = fill_options(options, start, budget * xbar_cells * fill, xbar_cells, ceiling)
+            chosen = [options[i][j] for i, j in enumerate(idx)]
+            choices = [_Choice(o.lowered, o.copies) for o in chosen]
+            taus = [o.tau for o in chosen]
+            period = max(taus) if ceiling is not None else None
+            starts = _window_starts(graph, taus, schedule) if period else None
+            items, index = _items(choices, starts)
+            try:
+                placements, bins = pack(items, rows, cols, budget, period, strict=True)
+            except PackingOverflow:
+                _, bins = pack(items, rows, cols, None, period, strict=True)
+                fill *= budget / len(bins) * 0.995
+                continue
+            util = sum(it.h * it.w for it in items) / (len(bins) * xbar_cells)
+            score = _score(graph, hw, choices, index, placements, len(bins), schedule, ks, base_first, base_max)
+            if min_utilization is not None and util < min_utilization:
+                score += 1e6  # feasible but below the utilization asked for: last resort only
+            if score < best_score:
+                best, best_score = (choices, index, placements, len(bins)), score
+            break
+    return best
+
+
+def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first, base_max) -> float:
+    """Sum over k of latency(k) / isaac-like latency(k), from the real latency model."""
+    blocks = _placed(choices, index, placements)
+    m = _finish(graph, hw, choices, blocks, used, None, schedule, "", 0)
+    timing = mapping_timing(m)
+    return sum(timing.cycles(k) / (base_first + (k - 1) * base_max) for k in ks)
+
+
+
+
+def timed_compile(graph: LayerGraph, hw: HardwareSpec, **kwargs) -> tuple[Mapping, float]:
+    t0 = time.perf_counter()
+    m = compile_graph(graph, hw, **kwargs)
+    return m, time.perf_counter() - t0

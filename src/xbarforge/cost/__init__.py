@@ -1,0 +1,1 @@
+"""Analytic cost model: latency, throughput, energy, area, EDAP, bounds."""

@@ -1,0 +1,20 @@
+"""Chip area of the crossbars a mapping uses, with their periphery and tile overheads."""
+
+from __future__ import annotations
+
+import math
+
+from xbarforge.hardware.spec import HardwareSpec
+
+
+def crossbar_area_um2(hw: HardwareSpec) -> float:
+    """One crossbar with a DAC per row, its ADCs and shift-add units."""
+    a = hw.area
+    adcs = math.ceil(hw.crossbar.cols / hw.precision.cols_per_adc)
+    return a.xbar_um2 + hw.crossbar.rows * a.dac_um2 + adcs * a.adc_um2 + a.shift_add_um2
+
+
+def chip_area_mm2(hw: HardwareSpec, crossbars: int) -> float:
+    """Area of `crossbars` crossbars grouped into tiles of `chip.crossbars_per_tile`."""
+    tiles = math.ceil(crossbars / hw.chip.crossbars_per_tile)
+    return (crossbars * crossbar_area_um2(hw) + tiles * hw.area.tile_overhead_um2) / 1e6

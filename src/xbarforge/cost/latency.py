@@ -1,0 +1,156 @@
+"""Analytic latency and throughput of a Mapping.
+
+Units are MVM cycles (multiply by `HardwareSpec.mvm_ns` for time). Definitions (DESIGN.md):
+
+* layer time T_l = ceil(pixels / copies) * MVMs per pixel per block * blocks taking turns;
+* a crossbar shared by several layers is reserved for each layer's whole window, so per sample it
+  is busy for the sum of their T_l; the steady-state period P is the larger of the slowest layer
+  and the busiest crossbar;
+* one sample (k = 1) runs the layers one after another (chain) or along the longest path (DAG
+  schedule, parallel branches side by side); no two layers of one sample overlap in the chain,
+  so sharing costs nothing there;
+* k > 1 samples stream through a periodic schedule: sample i starts layer l at S_l + i*P, with
+  offsets S_l chosen in layer order as early as dependencies allow such that no two windows on a
+  crossbar overlap modulo P (this is where sharing adds contention). Latency(k) is the better of
+  that and running the k samples back to back: min(k * L_1, S_end + (k - 1) * P). Without
+  sharing, S_end = sum of T_l and this is the DESIGN.md formula sum T + (k - 1) max T.
+
+`xbarforge.cost.event_sim` replays the same mapping event by event and must agree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from xbarforge.compiler.mapping import Mapping
+
+
+@dataclass
+class RoundTiming:
+    layers: list[str]
+    cycles: dict[str, int]  # T_l
+    preds: dict[str, list[str]]
+    crossbars: dict[str, list[int]]
+    first_sample: int  # L_1
+    period: int  # P
+    offsets: dict[str, int] = field(default_factory=dict)
+    fill: int = 0  # S_end: when the first sample leaves the periodic schedule
+
+    def cycles_for(self, k: int) -> int:
+        if k <= 1:
+            return self.first_sample
+        return min(k * self.first_sample, self.fill + (k - 1) * self.period)
+
+    def uses_periodic(self, k: int) -> bool:
+        return k > 1 and self.fill + (k - 1) * self.period < k * self.first_sample
+
+
+@dataclass
+class Timing:
+    rounds: list[RoundTiming]
+    schedule: str
+
+    def cycles(self, k: int) -> int:
+        """MVM cycles for k samples (rounds run one after another, reprogramming excluded)."""
+        return sum(r.cycles_for(k) for r in self.rounds)
+
+    @property
+    def period(self) -> int:
+        """Steady-state cycles per sample (sum over rounds when the model is reprogrammed)."""
+        return sum(r.period for r in self.rounds)
+
+    @property
+    def layer_cycles(self) -> dict[str, int]:
+        return {name: c for r in self.rounds for name, c in r.cycles.items()}
+
+
+def _overlaps(a: int, la: int, b: int, lb: int, period: int) -> bool:
+    """Do [a, a+la) and [b, b+lb) overlap on a circle of length `period`?"""
+    if la <= 0 or lb <= 0:
+        return False
+    d = (b - a) % period
+    return d < la or (period - d) < lb
+
+
+def _periodic_offsets(rt: RoundTiming) -> None:
+    period = rt.period
+    while True:
+        reserved: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        offsets: dict[str, int] = {}
+        ok = True
+        for name in rt.layers:
+            t_l = rt.cycles[name]
+            ready = max((offsets[p] + rt.cycles[p] for p in rt.preds[name] if p in offsets), default=0)
+            xbars = rt.crossbars[name]
+            intervals = [iv for x in xbars for iv in reserved.get(x, ())]
+            start = _earliest(ready, t_l, intervals, period)
+            if start is None:
+                ok = False
+                period += t_l
+                break
+            offsets[name] = start
+            for x in xbars:
+                reserved[x].append((start % period, t_l))
+        if ok:
+            rt.period = period
+            rt.offsets = offsets
+            rt.fill = max((offsets[n] + rt.cycles[n] for n in rt.layers), default=0)
+            return
+
+
+def _earliest(ready: int, length: int, intervals: list[tuple[int, int]], period: int) -> int | None:
+    if not intervals:
+        return ready
+    candidates = {ready}
+    for s, ln in intervals:
+        candidates.add(ready + (s + ln - ready) % period)  # first time >= ready the interval ends
+    for t in sorted(candidates):
+        if t >= ready + period:
+            break
+        if all(not _overlaps(t, length, s, ln, period) for s, ln in intervals):
+            return t
+    return None
+
+
+def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, list[str]],
+                 crossbars: dict[str, list[int]], schedule: str) -> RoundTiming:
+    """Timing of one set of layers resident on the chip together."""
+    in_round = set(layers)
+    if schedule == "chain":
+        deps = {name: ([layers[i - 1]] if i else []) for i, name in enumerate(layers)}
+    else:
+        deps = {name: [p for p in preds.get(name, []) if p in in_round] for name in layers}
+    finish: dict[str, int] = {}
+    for name in layers:
+        finish[name] = max((finish[p] for p in deps[name]), default=0) + cycles[name]
+    first = max(finish.values(), default=0)
+    busy: dict[int, int] = defaultdict(int)
+    for name in layers:
+        for x in crossbars[name]:
+            busy[x] += cycles[name]
+    period = max([*cycles.values(), *busy.values(), 0])
+    rt = RoundTiming(layers, {n: cycles[n] for n in layers}, deps, crossbars, first, period)
+    _periodic_offsets(rt)
+    return rt
+
+
+def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
+    out: dict[str, set[int]] = defaultdict(set)
+    for b in mapping.blocks:
+        out[b.layer].add(b.crossbar)
+    return {name: sorted(xs) for name, xs in out.items()}
+
+
+def mapping_timing(mapping: Mapping, schedule: str | None = None) -> Timing:
+    schedule = schedule or mapping.schedule
+    xbars = layer_crossbars(mapping)
+    cycles = {lp.name: lp.cycles for lp in mapping.layers}
+    preds = {lp.name: lp.preds for lp in mapping.layers}
+    rounds: dict[int, list[str]] = defaultdict(list)
+    for lp in mapping.layers:
+        rounds[lp.round].append(lp.name)
+    return Timing(
+        [round_timing(names, cycles, preds, xbars, schedule) for _, names in sorted(rounds.items())],
+        schedule,
+    )

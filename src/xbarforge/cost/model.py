@@ -1,0 +1,102 @@
+"""One call that turns a Mapping into every number a user asks for.
+
+`evaluate` gives latency for each k, throughput and its bound, energy by component, area,
+EDAP and per-layer records; `report` puts a mapping next to its isaac-like baseline with the
+speedups. Everything comes from `latency`, `energy`, `area` and `bounds`, so optimizers that
+call this see the same numbers the user does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xbarforge.compiler.mapping import Mapping
+from xbarforge.cost.area import chip_area_mm2
+from xbarforge.cost.bounds import period_lower_bound
+from xbarforge.cost.energy import mapping_energy
+from xbarforge.cost.latency import layer_crossbars, mapping_timing
+from xbarforge.hardware.spec import HardwareSpec
+
+
+def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int, ...] = (1,)) -> dict[str, Any]:
+    """Cost of one mapping (no baseline)."""
+    timing = mapping_timing(mapping)
+    ns = hw.mvm_ns
+    energy = mapping_energy(mapping, hw, timing.period)
+    area = chip_area_mm2(hw, mapping.crossbars_used)
+    cells = hw.crossbar.rows * hw.crossbar.cols
+    weight_cells = mapping.weight_cells
+    counted = mapping.crossbars_budget or mapping.crossbars_used
+    lat = {str(k): timing.cycles(k) * ns for k in samples}
+    xbars = layer_crossbars(mapping)
+    layer_cycles = timing.layer_cycles
+    layers = []
+    for lp in mapping.layers:
+        rect = sum(b.height * b.width for b in mapping.blocks if b.layer == lp.name)
+        w = sum(b.weights for b in mapping.blocks if b.layer == lp.name)
+        layers.append(
+            {
+                "name": lp.name,
+                "op": lp.describe,
+                "form": lp.form.label(),
+                "blocks": lp.blocks_per_copy * lp.copies,
+                "copies": lp.copies,
+                "crossbars": len(xbars.get(lp.name, [])),
+                "utilization": w / rect if rect else 0.0,
+                "cycles": layer_cycles[lp.name],
+                "serial": lp.serial,
+                "time_ns": layer_cycles[lp.name] * ns,
+                "energy_pj": energy.layer_total(lp.name),
+                "round": lp.round,
+            }
+        )
+    period_ns = timing.period * ns
+    first_ns = timing.cycles(1) * ns
+    energy_pj = energy.total_pj
+    return {
+        "crossbars_used": mapping.crossbars_used,
+        "weight_cells": weight_cells,
+        "utilization": weight_cells / (counted * cells),
+        "utilization_used": weight_cells / (mapping.crossbars_used * cells),
+        "utilization_denominator": "budget" if mapping.crossbars_budget else "crossbars used",
+        "rounds": mapping.rounds,
+        "cycles": {str(k): timing.cycles(k) for k in samples},
+        "latency_ns": lat,
+        "period_cycles": timing.period,
+        "throughput_per_s": 1e9 / period_ns if period_ns else 0.0,
+        "energy_pj": energy_pj,
+        "energy_by_component_pj": energy.by_component,
+        "area_mm2": area,
+        "edap": energy_pj * first_ns * area,
+        "edap_units": "pJ * ns * mm^2 (energy per inference x one-sample latency x area)",
+        "layers": layers,
+    }
+
+
+def report(mapping: Mapping, baseline: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int, ...],
+           graph_bound_inputs: Any = None) -> dict[str, Any]:
+    """The JSON document of `xbarforge compile`: the mapping, its baseline and the speedups."""
+    ours = evaluate(mapping, hw, samples)
+    base = evaluate(baseline, hw, samples)
+    bound = period_lower_bound(mapping, hw) if graph_bound_inputs is None else graph_bound_inputs
+    achieved = ours["period_cycles"]
+    doc: dict[str, Any] = {
+        "model": mapping.model,
+        "input_shape": list(mapping.input_shape),
+        "hardware": mapping.hardware,
+        "crossbar": f"{mapping.crossbar_rows}x{mapping.crossbar_cols}",
+        "mvm_ns": hw.mvm_ns,
+        "crossbars_budget": mapping.crossbars_budget,
+        "schedule": mapping.schedule,
+        "objective": mapping.objective,
+        "samples": list(samples),
+        **{k: v for k, v in ours.items() if k != "layers"},
+        "min_crossbars": mapping.min_crossbars,
+        "throughput_bound_per_s": 1e9 / (bound * hw.mvm_ns) if bound else None,
+        "throughput_bound_ratio": (bound / achieved) if (bound and achieved and mapping.rounds == 1) else None,
+        "baseline": {k: v for k, v in base.items() if k != "layers"},
+        "speedup": {k: base["latency_ns"][k] / ours["latency_ns"][k] for k in ours["latency_ns"]},
+        "layers": ours["layers"],
+        "seed": mapping.seed,
+    }
+    return doc
