@@ -11,7 +11,18 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from xbarforge.errors import HardwareError
+from xbarforge.hardware._errors import format_validation_error
 
 
 class _Strict(BaseModel):
@@ -27,6 +38,8 @@ class CrossbarPool(_Strict):
 
 
 class CrossbarSpec(_Strict):
+    """One RRAM array and how a weight's bits are laid out in it."""
+
     rows: PositiveInt = 128
     cols: PositiveInt = 128
     cell_bits: PositiveInt = Field(2, le=8, description="bits stored per RRAM cell")
@@ -51,6 +64,8 @@ class CrossbarSpec(_Strict):
 
 
 class PrecisionSpec(_Strict):
+    """Bit widths of weights, activations and the converters (inputs are applied bit-serially)."""
+
     weight_bits: PositiveInt = Field(8, le=32)
     activation_bits: PositiveInt = Field(8, le=32)
     dac_bits: PositiveInt = Field(1, le=16, description="input bits applied per crossbar read (bit-serial)")
@@ -82,6 +97,8 @@ class ChipSpec(_Strict):
 
 
 class LatencySpec(_Strict):
+    """Timing of one MVM, in nanoseconds; `HardwareSpec.mvm_ns` combines the parts."""
+
     mvm_ns: PositiveFloat | None = Field(
         None, description="fixed latency of one MVM; None = derived from the components below"
     )
@@ -94,6 +111,9 @@ class LatencySpec(_Strict):
 
 
 class EnergySpec(_Strict):
+    """Energy per operation in picojoules (static power in milliwatts); no defaults: every preset
+    must say where its numbers come from."""
+
     xbar_read_pj: float = Field(ge=0, description="one read cycle of a full crossbar (all rows, all cols)")
     dac_pj: float = Field(ge=0, description="one DAC conversion (one row, one input cycle)")
     adc_pj: float = Field(ge=0, description="one ADC conversion (one column, one input cycle)")
@@ -104,6 +124,8 @@ class EnergySpec(_Strict):
 
 
 class AreaSpec(_Strict):
+    """Area per component in square micrometres; no defaults, for the same reason as EnergySpec."""
+
     xbar_um2: float = Field(ge=0, description="one crossbar array")
     dac_um2: float = Field(ge=0, description="one DAC (one per row)")
     adc_um2: float = Field(ge=0, description="one ADC")
@@ -112,6 +134,8 @@ class AreaSpec(_Strict):
 
 
 class HardwareSpec(_Strict):
+    """A whole chip. Build it with `xbarforge.hardware.load_hardware` so errors read as one line."""
+
     name: str
     description: str = ""
     crossbar: CrossbarSpec = CrossbarSpec()
@@ -127,6 +151,22 @@ class HardwareSpec(_Strict):
             raise ValueError("crossbar.cols: offset encoding needs at least 2 columns")
         if self.precision.dac_bits > self.precision.activation_bits:
             raise ValueError("precision.dac_bits: larger than precision.activation_bits")
+        if self.crossbar.g_off_us >= self.crossbar.g_on_us:
+            raise ValueError("crossbar.g_off_us: must be smaller than crossbar.g_on_us")
+        # The compiler never splits one weight's bit slices over two crossbars, so a weight that is
+        # wider than a crossbar could never be placed.
+        if self.cols_per_weight > self.usable_cols:
+            raise ValueError(
+                f"crossbar.cols: one weight needs {self.cols_per_weight} columns"
+                f" but a crossbar has {self.usable_cols} usable"
+            )
+        for i, pool in enumerate(self.chip.pools):
+            usable = pool.cols - (1 if self.crossbar.encoding == "offset" else 0)
+            if self.cols_per_weight > usable:
+                raise ValueError(
+                    f"chip.pools.{i}.cols: one weight needs {self.cols_per_weight} columns"
+                    f" but this pool has {usable} usable"
+                )
         return self
 
     # ---- derived quantities used by the compiler and the cost model ----
@@ -161,8 +201,20 @@ class HardwareSpec(_Strict):
         return self.input_cycles * (lat.xbar_read_ns + convert) + lat.shift_add_ns
 
     def with_crossbar(self, rows: int, cols: int) -> HardwareSpec:
-        """The same chip with another crossbar size (for sweeps and heterogeneous pools)."""
-        return self.model_copy(update={"crossbar": self.crossbar.model_copy(update={"rows": rows, "cols": cols})})
+        """The same chip with another crossbar size (for sweeps and heterogeneous pools).
+
+        Re-validated (model_copy alone would skip the checks, e.g. a size too small for a weight).
+        """
+        return self._revalidated("crossbar", {"rows": rows, "cols": cols})
 
     def with_budget(self, crossbars: int | None) -> HardwareSpec:
-        return self.model_copy(update={"chip": self.chip.model_copy(update={"crossbars": crossbars})})
+        """The same chip with another flat crossbar budget (None = as many as needed), re-validated."""
+        return self._revalidated("chip", {"crossbars": crossbars})
+
+    def _revalidated(self, section: str, update: dict) -> HardwareSpec:
+        data = self.model_dump()
+        data[section].update(update)
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise HardwareError(format_validation_error(exc, type(self), f"hardware '{self.name}'")) from None
