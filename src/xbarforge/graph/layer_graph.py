@@ -152,3 +152,95 @@ class LayerGraph:
         return {
             layer.name: sorted(memo[layer.name], key=order.__getitem__) for layer in self.mvm_layers
         }
+
+    def consumers(self) -> dict[str, list[str]]:
+        """For each layer, the layers that read its output (in topological order)."""
+        out: dict[str, list[str]] = {layer.name: [] for layer in self.layers}
+        for layer in self.layers:
+            for src in layer.inputs:
+                if src in out and layer.name not in out[src]:
+                    out[src].append(layer.name)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (no tensors): name, input shape, totals and one dict per layer."""
+        layers = []
+        for layer in self.layers:
+            d: dict[str, Any] = {
+                "name": layer.name,
+                "kind": layer.kind,
+                "inputs": list(layer.inputs),
+                "in_shape": list(layer.in_shape),
+                "out_shape": list(layer.out_shape),
+            }
+            if layer.is_mvm:
+                d.update(
+                    in_channels=layer.in_channels,
+                    out_channels=layer.out_channels,
+                    kernel=list(layer.kernel),
+                    stride=list(layer.stride),
+                    padding=list(layer.padding),
+                    dilation=list(layer.dilation),
+                    groups=layer.groups,
+                    has_bias=layer.bias is not None,
+                    num_weights=layer.num_weights,
+                    macs=layer.macs,
+                )
+            if layer.attrs:
+                d["attrs"] = _jsonable(layer.attrs)
+            layers.append(d)
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_layers": len(self.layers),
+            "num_mvm_layers": len(self.mvm_layers),
+            "num_weights": self.num_weights,
+            "macs": self.macs,
+            "layers": layers,
+        }
+
+    def summary(self, mvm_only: bool = False) -> str:
+        """A plain-text table: one row per layer (or per MVM layer), with totals."""
+        rows = [("#", "name", "kind", "inputs", "in_shape", "out_shape", "weights", "MACs")]
+        layers = self.mvm_layers if mvm_only else self.layers
+        for i, layer in enumerate(layers):
+            shape = lambda s: "x".join(str(v) for v in s) or "-"  # noqa: E731
+            rows.append(
+                (
+                    str(i),
+                    layer.name,
+                    layer.describe(),
+                    ",".join(layer.inputs) or "-",
+                    shape(layer.in_shape),
+                    shape(layer.out_shape),
+                    f"{layer.num_weights:,}" if layer.is_mvm else "",
+                    f"{layer.macs:,}" if layer.is_mvm else "",
+                )
+            )
+        widths = [min(max(len(r[c]) for r in rows), 48) for c in range(len(rows[0]))]
+        lines = []
+        for row in rows:
+            cells = [
+                cell[:48].ljust(width) if c < 6 else cell.rjust(width)
+                for c, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ]
+            lines.append("  ".join(cells).rstrip())
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(
+            f"{self.name}: input {'x'.join(map(str, self.input_shape))}, {len(self.layers)} layers, "
+            f"{len(self.mvm_layers)} MVM layers, {self.num_weights:,} weights, {self.macs:,} MACs"
+        )
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    """Attrs made JSON-friendly: tuples to lists, tensors to shapes, other objects to str."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return {"tensor_shape": list(value.shape)}
+    return str(value)
