@@ -27,7 +27,8 @@ from xbarforge.hardware.spec import HardwareSpec
 OBJECTIVES = ("balanced", "throughput", "latency", "none")
 SCHEDULES = ("chain", "dag")
 MAX_REFITS = 4
-CEILING_STEPS = 10
+CEILING_STEPS = 12
+PRIOR_FILL = 0.9  # packing fill assumed before the first real packing
 
 
 @dataclass
@@ -263,10 +264,11 @@ def compile_graph(
         choices = [_Choice(b, 1) for b in base]
         items, index = _items(choices)
         placements, bins = pack(items, rows, cols, budget, separate_layers=False)
-        best = (choices, index, placements, len(bins))
-    choices, index, placements, used = best
+        best = (choices, index, placements, len(bins), None)
+    choices, index, placements, used, period = best
     blocks = _placed(choices, index, placements)
     mapping = _finish(graph, hw, choices, blocks, used, budget, schedule, objective, seed, min_crossbars=fewest)
+    mapping.period_hint = period
     mapping.report["period_bound_cycles"] = period_bound(forms, hw, budget)
     return mapping
 
@@ -282,53 +284,93 @@ def _ceilings(options: list[list[Option]], budget: int, hw: HardwareSpec) -> lis
         return ladder + [hi]
     steps = CEILING_STEPS
     ratio = (hi / lo) ** (1 / steps)
-    ladder += sorted({max(lo, min(hi, round(lo * ratio**i))) for i in range(steps + 1)})
+    ladder += sorted({max(lo, min(hi, round(lo * ratio**i))) for i in range(steps + 1)}, reverse=True)
     return ladder
 
 
 def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization):
-    """Try each pipeline period; keep the mapping with the best latency over the samples asked.
+    """Find the pipeline period whose mapping has the best latency over the samples asked.
 
     For a period P every layer first takes its cheapest option with tau <= P, then the capacity
-    left goes to cutting sum tau; the packing is checked for real, and when it overflows the next
-    try plans with the fill it achieved (fragmentation planned for, not retried blindly).
+    left goes to cutting sum tau (`fill_options`); P = None means no period (one sample at a
+    time). Choosing is cheap and packing is not, so a ladder of periods is first ranked by the
+    latency the choice predicts, then the best is packed for real and a hill climb over its
+    neighbours on the ladder keeps packing while that improves the real score. Each packing
+    first uses windows that may overlap when a crossbar's layers fit one period (dense; the
+    schedule pays delays); the winner is also tried with strictly disjoint windows.
     """
+    xbar_cells = hw.crossbar.rows * hw.usable_cols
+    spread = not hw.crossbar.concurrent_blocks
+    ladder = [] if max(ks) == 1 else [c for c in _ceilings(options, budget, hw) if c is not None]
+    fills = {True: PRIOR_FILL, False: PRIOR_FILL}
+    results: dict[tuple[int | None, bool], tuple[object, float]] = {}
+
+    def real(ceiling: int | None, soft: bool) -> float:
+        key = (ceiling, soft)
+        if key not in results:
+            start = [0] * len(options) if ceiling is None else [min_index(o, ceiling) for o in options]
+            found, score, fill = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
+                                      ceiling, start, soft, min(1.0, fills[soft] / 0.97))
+            if found is not None:  # a failed period says nothing about the fill of the others
+                fills[soft] = fill
+            if min_utilization is not None and found is not None and found[-1] < min_utilization:
+                score += 1e6  # feasible but below the utilization asked for: last resort only
+            results[key] = (found, score)
+        return results[key][1]
+
+    def predicted(ceiling: int) -> float:
+        start = [min_index(o, ceiling) for o in options]
+        if any(j is None for j in start):
+            return math.inf
+        idx = fill_options(options, start, budget * xbar_cells * fills[True], xbar_cells, ceiling, spread)
+        total = sum(options[i][j].tau for i, j in enumerate(idx))
+        return sum((total + (k - 1) * ceiling) / (base_first + (k - 1) * base_max) for k in ks)
+
+    real(None, True)
+    if ladder:
+        at = min(range(len(ladder)), key=lambda i: predicted(ladder[i]))
+        while at > 0 and real(ladder[at], True) == math.inf:  # infeasible: back off to slower periods
+            at -= 1
+        while True:
+            here = real(ladder[at], True)
+            moves = [i for i in (at - 1, at + 1) if 0 <= i < len(ladder)]
+            better = [i for i in moves if real(ladder[i], True) < here]
+            if not better:
+                break
+            at = min(better, key=lambda i: results[(ladder[i], True)][1])
+        real(ladder[at], False)
+    found, _ = min(results.values(), key=lambda r: r[1])
+    return None if found is None else found[:-1]
+
+
+def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling, start, soft, fill):
+    """Choose, pack and score for one period; returns (mapping parts, score, fill achieved)."""
     rows, cols = hw.crossbar.rows, hw.usable_cols
     xbar_cells = rows * cols
-    best, best_score = None, math.inf
-    for ceiling in _ceilings(options, budget, hw):
-        start = [0] * len(options) if ceiling is None else [min_index(o, ceiling) for o in options]
-        if any(j is None for j in start):
+    spread = not hw.crossbar.concurrent_blocks
+    for _ in range(MAX_REFITS):
+        idx = fill_options(options, start, budget * xbar_cells * fill, xbar_cells, ceiling, spread)
+        chosen = [options[i][j] for i, j in enumerate(idx)]
+        choices = [_Choice(o.lowered, o.copies) for o in chosen]
+        starts = _window_starts(graph, [o.tau for o in chosen], schedule) if ceiling else None
+        items, index = _items(choices, starts)
+        try:
+            placements, bins = pack(items, rows, cols, budget, ceiling, separate_layers=spread, soft=soft)
+        except PackingOverflow as over:
+            fill *= budget / over.needed * 0.995
             continue
-        fill = 1.0
-        for _ in range(MAX_REFITS):
-            idx = fill_options(options, start, budget * xbar_cells * fill, xbar_cells, ceiling)
-            chosen = [options[i][j] for i, j in enumerate(idx)]
-            choices = [_Choice(o.lowered, o.copies) for o in chosen]
-            taus = [o.tau for o in chosen]
-            period = max(taus) if ceiling is not None else None
-            starts = _window_starts(graph, taus, schedule) if period else None
-            items, index = _items(choices, starts)
-            try:
-                placements, bins = pack(items, rows, cols, budget, period, strict=True)
-            except PackingOverflow:
-                _, bins = pack(items, rows, cols, None, period, strict=True)
-                fill *= budget / len(bins) * 0.995
-                continue
-            util = sum(it.h * it.w for it in items) / (len(bins) * xbar_cells)
-            score = _score(graph, hw, choices, index, placements, len(bins), schedule, ks, base_first, base_max)
-            if min_utilization is not None and util < min_utilization:
-                score += 1e6  # feasible but below the utilization asked for: last resort only
-            if score < best_score:
-                best, best_score = (choices, index, placements, len(bins)), score
-            break
-    return best
+        util = sum(it.h * it.w for it in items) / (len(bins) * xbar_cells)
+        score = _score(graph, hw, choices, index, placements, len(bins), schedule, ks, base_first, base_max,
+                       ceiling)
+        return (choices, index, placements, len(bins), ceiling, util), score, fill
+    return None, math.inf, fill
 
 
-def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first, base_max) -> float:
+def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first, base_max, period) -> float:
     """Sum over k of latency(k) / isaac-like latency(k), from the real latency model."""
     blocks = _placed(choices, index, placements)
     m = _finish(graph, hw, choices, blocks, used, None, schedule, "", 0)
+    m.period_hint = period
     timing = mapping_timing(m)
     return sum(timing.cycles(k) / (base_first + (k - 1) * base_max) for k in ks)
 

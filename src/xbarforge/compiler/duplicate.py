@@ -12,6 +12,7 @@ caller, so fragmentation is planned for rather than discovered by blind retries.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -68,16 +69,6 @@ def objective_weights(samples: list[int], base_first: float, base_max: float) ->
     return alpha, beta
 
 
-def _eff(o: Option, ceiling: int, xbar_cells: int) -> float:
-    """Cells an option effectively takes when the pipeline period is `ceiling`.
-
-    A block busy tau of every `ceiling` cycles leaves its crossbar free only 1 - tau/ceiling of
-    the time, so it blocks at least that share of the crossbar's cells for other layers.
-    """
-    per_block = xbar_cells * o.tau / ceiling
-    return o.copies * sum(max(b.height * b.width, per_block) for b in o.lowered.blocks)
-
-
 def min_index(opts: list[Option], ceiling: int) -> int | None:
     """The cheapest option whose tau is at most `ceiling` (None if no option gets there)."""
     for j, o in enumerate(opts):
@@ -92,38 +83,71 @@ def fill_options(
     capacity: float,
     xbar_cells: int,
     ceiling: int | None = None,
+    spread: bool = False,
 ) -> list[int]:
     """Spend the capacity left after `start` on the moves that cut sum tau most per cell.
 
-    With a `ceiling` (the pipeline period), cost is the effective cells of `_eff`, since a block
-    busy tau of every `ceiling` cycles holds its crossbar's time as well as its cells. Each step
-    takes, over all layers, the next option with the best tau saved per effective cell.
+    The chip's footprint, in cells, is the largest of three needs: the cells of the blocks;
+    with a pipeline period `ceiling`, the crossbar time (a crossbar gives each period's cycles
+    to one block at a time, so block-cycles / ceiling crossbars); and with `spread` (one block
+    at a time), one crossbar per block of the widest layer, since a layer's blocks must sit in
+    distinct crossbars. A move pays for what it adds to the footprint, so copies that fit in
+    crossbars the other needs already force are free. Each step takes, over all layers, the
+    next option with the best tau saved per footprint cell.
     """
     n = len(options)
     idx = list(start)
+    cells = sum(options[i][idx[i]].cells for i in range(n))
+    time = sum(options[i][idx[i]].time for i in range(n))
+    blocks = [options[i][idx[i]].blocks for i in range(n)]
+    widest = max(blocks)
+    per_cycle = xbar_cells / ceiling if ceiling else 0.0
 
-    def cost(o: Option) -> float:
-        return _eff(o, ceiling, xbar_cells) if ceiling else float(o.cells)
+    def footprint(c: float, t: float, w: int) -> float:
+        return max(c, t * per_cycle, w * xbar_cells if spread else 0)
 
-    used = sum(cost(options[i][idx[i]]) for i in range(n))
+    used = footprint(cells, time, widest)
     if used > capacity:
         return idx
-    while True:
-        best_ratio, best = 0.0, None
-        for i in range(n):
-            cur = options[i][idx[i]]
-            c_cur = cost(cur)
-            # look a few options ahead: ceil() makes single steps uneven
-            for j in range(idx[i] + 1, min(idx[i] + 4, len(options[i]))):
-                nxt = options[i][j]
-                extra = cost(nxt) - c_cur
-                if used + extra > capacity:
-                    break
-                ratio = (cur.tau - nxt.tau) / max(extra, 1.0)
-                if ratio > best_ratio:
-                    best_ratio, best = ratio, (i, j, extra)
-        if best is None:
-            return idx
-        i, j, extra = best
+
+    def candidate(i: int) -> tuple[float, int] | None:
+        """Best next option of layer i (ratio, index), looking a few options ahead."""
+        cur = options[i][idx[i]]
+        best_i: tuple[float, int] | None = None
+        for j in range(idx[i] + 1, min(idx[i] + 4, len(options[i]))):
+            nxt = options[i][j]
+            new_used = footprint(cells - cur.cells + nxt.cells, time - cur.time + nxt.time,
+                                 max(widest, nxt.blocks))
+            if new_used > capacity:
+                break
+            ratio = (cur.tau - nxt.tau) / max(new_used - used, 1.0)
+            if ratio > 0 and (best_i is None or ratio > best_i[0]):
+                best_i = (ratio, j)
+        return best_i
+
+    # lazy greedy: ratios are re-checked when they reach the top of the heap
+    heap: list[tuple[float, int]] = []
+    for i in range(n):
+        c = candidate(i)
+        if c is not None:
+            heapq.heappush(heap, (-c[0], i))
+    while heap:
+        neg, i = heapq.heappop(heap)
+        c = candidate(i)
+        if c is None:
+            continue
+        if heap and c[0] < -heap[0][0] - 1e-12:
+            heapq.heappush(heap, (-c[0], i))
+            continue
+        j = c[1]
+        cur, nxt = options[i][idx[i]], options[i][j]
+        cells += nxt.cells - cur.cells
+        time += nxt.time - cur.time
+        blocks[i] = nxt.blocks
+        widest = max(blocks)
         idx[i] = j
-        used += extra
+        used = footprint(cells, time, widest)
+        c = candidate(i)
+        if c is not None:
+            heapq.heappush(heap, (-c[0], i))
+    return idx

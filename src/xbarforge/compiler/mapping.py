@@ -78,6 +78,7 @@ class Mapping:
     schedule: str = "chain"
     objective: str = "throughput"
     seed: int = 0
+    period_hint: int | None = None  # pipeline period the packing planned windows for (cycles)
     report: dict[str, Any] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerPlan:

@@ -5,7 +5,7 @@ Units are MVM cycles (multiply by `HardwareSpec.mvm_ns` for time). Definitions (
 * layer time T_l = ceil(pixels / copies) * MVMs per pixel per block * blocks taking turns;
 * a crossbar shared by several layers is reserved for each layer's whole window, so per sample it
   is busy for the sum of their T_l; the steady-state period P is the larger of the slowest layer
-  and the busiest crossbar;
+  and the busiest crossbar (or the period the compiler planned the sharing for, if larger);
 * one sample (k = 1) runs the layers one after another (chain) or along the longest path (DAG
   schedule, parallel branches side by side); no two layers of one sample overlap in the chain,
   so sharing costs nothing there;
@@ -13,7 +13,8 @@ Units are MVM cycles (multiply by `HardwareSpec.mvm_ns` for time). Definitions (
   offsets S_l chosen in layer order as early as dependencies allow such that no two windows on a
   crossbar overlap modulo P (this is where sharing adds contention). Latency(k) is the better of
   that and running the k samples back to back: min(k * L_1, S_end + (k - 1) * P). Without
-  sharing, S_end = sum of T_l and this is the DESIGN.md formula sum T + (k - 1) max T.
+  sharing, S_end = sum of T_l and this is the DESIGN.md formula sum T + (k - 1) max T. When
+  sharing forces delays, a few longer periods are tried too and each k takes the fastest.
 
 `xbarforge.cost.event_sim` replays the same mapping event by event and must agree.
 """
@@ -24,6 +25,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xbarforge.compiler.mapping import Mapping
+
+PERIOD_STRETCH = (1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0)
 
 
 @dataclass
@@ -36,14 +39,27 @@ class RoundTiming:
     period: int  # P
     offsets: dict[str, int] = field(default_factory=dict)
     fill: int = 0  # S_end: when the first sample leaves the periodic schedule
+    # other periodic schedules (period, offsets, fill): a longer period can need fewer delays
+    alternatives: list[tuple[int, dict[str, int], int]] = field(default_factory=list)
+
+    def schedules(self) -> list[tuple[int, dict[str, int], int]]:
+        return [(self.period, self.offsets, self.fill), *self.alternatives]
+
+    def best_schedule(self, k: int) -> tuple[int, dict[str, int], int] | None:
+        """The periodic schedule (period, offsets, fill) fastest for k samples, or None when
+        running the samples one after another is at least as fast."""
+        best, best_cycles = None, k * self.first_sample
+        for period, offsets, fill in self.schedules():
+            cycles = fill + (k - 1) * period
+            if k > 1 and cycles < best_cycles:
+                best, best_cycles = (period, offsets, fill), cycles
+        return best
 
     def cycles_for(self, k: int) -> int:
         if k <= 1:
             return self.first_sample
-        return min(k * self.first_sample, self.fill + (k - 1) * self.period)
-
-    def uses_periodic(self, k: int) -> bool:
-        return k > 1 and self.fill + (k - 1) * self.period < k * self.first_sample
+        sched = self.best_schedule(k)
+        return k * self.first_sample if sched is None else sched[2] + (k - 1) * sched[0]
 
 
 @dataclass
@@ -73,8 +89,8 @@ def _overlaps(a: int, la: int, b: int, lb: int, period: int) -> bool:
     return d < la or (period - d) < lb
 
 
-def _periodic_offsets(rt: RoundTiming) -> None:
-    period = rt.period
+def _periodic_offsets(rt: RoundTiming, period: int) -> tuple[int, dict[str, int], int]:
+    """Offsets for the periodic schedule of at least `period` cycles: (period, offsets, fill)."""
     while True:
         reserved: dict[int, list[tuple[int, int]]] = defaultdict(list)
         offsets: dict[str, int] = {}
@@ -85,18 +101,15 @@ def _periodic_offsets(rt: RoundTiming) -> None:
             xbars = rt.crossbars[name]
             intervals = [iv for x in xbars for iv in reserved.get(x, ())]
             start = _earliest(ready, t_l, intervals, period)
-            if start is None:
+            if start is None:  # no common free window: stretch the period a little and retry
                 ok = False
-                period += t_l
+                period += max(1, period // 32)
                 break
             offsets[name] = start
             for x in xbars:
                 reserved[x].append((start % period, t_l))
         if ok:
-            rt.period = period
-            rt.offsets = offsets
-            rt.fill = max((offsets[n] + rt.cycles[n] for n in rt.layers), default=0)
-            return
+            return period, offsets, max((offsets[n] + rt.cycles[n] for n in rt.layers), default=0)
 
 
 def _earliest(ready: int, length: int, intervals: list[tuple[int, int]], period: int) -> int | None:
@@ -114,7 +127,7 @@ def _earliest(ready: int, length: int, intervals: list[tuple[int, int]], period:
 
 
 def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, list[str]],
-                 crossbars: dict[str, list[int]], schedule: str) -> RoundTiming:
+                 crossbars: dict[str, list[int]], schedule: str, period_hint: int | None = None) -> RoundTiming:
     """Timing of one set of layers resident on the chip together."""
     in_round = set(layers)
     if schedule == "chain":
@@ -129,9 +142,16 @@ def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, lis
     for name in layers:
         for x in crossbars[name]:
             busy[x] += cycles[name]
-    period = max([*cycles.values(), *busy.values(), 0])
+    period = max([*cycles.values(), *busy.values(), period_hint or 0])
     rt = RoundTiming(layers, {n: cycles[n] for n in layers}, deps, crossbars, first, period)
-    _periodic_offsets(rt)
+    rt.period, rt.offsets, rt.fill = _periodic_offsets(rt, period)
+    if rt.fill > first:  # contention delays: longer periods may need fewer of them
+        seen = {rt.period}
+        for stretch in PERIOD_STRETCH:
+            sched = _periodic_offsets(rt, max(rt.period + 1, round(period * stretch)))
+            if sched[0] not in seen:
+                seen.add(sched[0])
+                rt.alternatives.append(sched)
     return rt
 
 
@@ -151,6 +171,7 @@ def mapping_timing(mapping: Mapping, schedule: str | None = None) -> Timing:
     for lp in mapping.layers:
         rounds[lp.round].append(lp.name)
     return Timing(
-        [round_timing(names, cycles, preds, xbars, schedule) for _, names in sorted(rounds.items())],
+        [round_timing(names, cycles, preds, xbars, schedule, mapping.period_hint)
+         for _, names in sorted(rounds.items())],
         schedule,
     )
