@@ -254,7 +254,7 @@ def compile_graph(
     layers = graph.mvm_layers
     forms = [[lower(layer, hw, f) for f in candidate_forms(layer, hw)] for layer in layers]
     max_blocks = None if hw.crossbar.concurrent_blocks else budget
-    options = [layer_options(fs, max_blocks, budget * rows * cols) for fs in forms]
+    options = [layer_options(fs, max_blocks, budget * rows * cols, rows * cols) for fs in forms]
     base = [lower(layer, hw) for layer in layers]
     base_first = sum(b.tau(1) for b in base)
     base_max = max(b.tau(1) for b in base)

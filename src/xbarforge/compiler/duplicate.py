@@ -32,11 +32,20 @@ class Option:
         return self.copies * len(self.lowered.blocks)
 
 
-def layer_options(forms: list[LoweredLayer], max_blocks: int | None, max_cells: float) -> list[Option]:
-    """Pareto-optimal (cells up, tau down) options of one layer over its forms and copy counts."""
+def layer_options(forms: list[LoweredLayer], max_blocks: int | None, max_cells: float,
+                  xbar_cells: int) -> list[Option]:
+    """Pareto-optimal options of one layer over its forms and copy counts: cost up, tau down.
+
+    Cost is the cells an option needs on its own; with `max_blocks` (crossbars fire one block at
+    a time, so a layer's blocks need distinct crossbars) it is at least one crossbar per block,
+    and options with more blocks than the budget's crossbars are left out: otherwise channel
+    splitting, which costs no cells, would look free.
+    """
     opts: list[Option] = []
     for low in forms:
         nb = len(low.blocks)
+        if max_blocks is not None and nb > max_blocks and low is not forms[0]:
+            continue
         p = max(1, low.pixels)
         c = 1
         while True:
@@ -51,22 +60,16 @@ def layer_options(forms: list[LoweredLayer], max_blocks: int | None, max_cells: 
             if q == 1:
                 break
             c = math.ceil(p / (q - 1))  # the fewest copies that lower ceil(p / c)
-    opts.sort(key=lambda o: (o.cells, o.tau))
+
+    def cost(o: Option) -> int:
+        return max(o.cells, o.blocks * xbar_cells) if max_blocks is not None else o.cells
+
+    opts.sort(key=lambda o: (cost(o), o.tau, o.blocks))
     pareto: list[Option] = []
     for o in opts:
         if not pareto or o.tau < pareto[-1].tau:
             pareto.append(o)
     return pareto
-
-
-def objective_weights(samples: list[int], base_first: float, base_max: float) -> tuple[float, float]:
-    """alpha, beta such that J = alpha sum T + beta max T = sum_k latency(k) / baseline(k)."""
-    alpha = beta = 0.0
-    for k in samples:
-        base = base_first + (k - 1) * base_max
-        alpha += 1.0 / base
-        beta += (k - 1) / base
-    return alpha, beta
 
 
 def min_index(opts: list[Option], ceiling: int) -> int | None:

@@ -1,10 +1,15 @@
-"""2-D bin packing of blocks into crossbars (MaxRects, best short side fit).
+"""2-D bin packing of blocks into crossbars (MaxRects placement inside a crossbar).
 
-Written by hand because the packing here carries constraints no packing library offers: layers
-that share a crossbar must use it in disjoint windows of the pipeline period,
-keeping blocks of one layer apart when they would serialize, and no rotation (rows are inputs,
-columns are outputs). The algorithm is Jylänki's MaxRects with the best-short-side-fit rule and
-items sorted by decreasing height then width, which packs this kind of block set to 90%+.
+Written by hand because the packing here carries constraints no packing library offers: no
+rotation (rows are inputs, columns are outputs), no two blocks of one layer in a crossbar when
+they would take turns, and, for a pipelined schedule, layers that share a crossbar must use it in
+windows that fit one period. Inside a crossbar the free space is kept as maximal rectangles
+(Jylänki's MaxRects) and a block goes where its shorter leftover side is smallest.
+
+Two strategies are run and the one using fewer crossbars kept: item by item in decreasing
+height (first fit over crossbars), and crossbar by crossbar, each filled with at most one block
+per layer, layers with the most area still to place first (this spreads many-copy layers across
+crossbars, which the item order cannot see).
 """
 
 from __future__ import annotations
@@ -29,73 +34,6 @@ class Item:
     start: int = 0
 
 
-@dataclass
-class Bin:
-    rows: int
-    cols: int
-    free: list[tuple[int, int, int, int]] = field(default_factory=list)  # (row, col, h, w)
-    cells: int = 0
-    free_cells: int = 0
-    layers: set[int] = field(default_factory=set)
-    windows: list[tuple[int, int]] = field(default_factory=list)  # (start mod P, length) per layer
-    largest: tuple[int, int] = (0, 0)  # tallest and widest free rectangle (a quick reject test)
-    clash_cache: dict[int, bool] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.free:
-            self.free = [(0, 0, self.rows, self.cols)]
-        self.largest = (self.rows, self.cols)
-        self.free_cells = self.rows * self.cols - self.cells
-
-    def best_fit(self, h: int, w: int) -> tuple[int, int, int] | None:
-        """(score, row, col) of the best free position for an h x w item, or None."""
-        best: tuple[int, int, int] | None = None
-        for fr, fc, fh, fw in self.free:
-            if h <= fh and w <= fw:
-                score = min(fh - h, fw - w)
-                if best is None or score < best[0]:
-                    best = (score, fr, fc)
-        return best
-
-    def place(self, row: int, col: int, h: int, w: int) -> None:
-        new_free: list[tuple[int, int, int, int]] = []
-        r1, c1 = row + h, col + w
-        for fr, fc, fh, fw in self.free:
-            fr1, fc1 = fr + fh, fc + fw
-            if row >= fr1 or r1 <= fr or col >= fc1 or c1 <= fc:
-                new_free.append((fr, fc, fh, fw))
-                continue
-            if row > fr:
-                new_free.append((fr, fc, row - fr, fw))
-            if r1 < fr1:
-                new_free.append((r1, fc, fr1 - r1, fw))
-            if col > fc:
-                new_free.append((fr, fc, fh, col - fc))
-            if c1 < fc1:
-                new_free.append((fr, c1, fh, fc1 - c1))
-        self.free = _prune(new_free)
-        self.cells += h * w
-        self.free_cells -= h * w
-        self.largest = (max((f[2] for f in self.free), default=0), max((f[3] for f in self.free), default=0))
-
-    def add_window(self, start: int, tau: int, period: int) -> None:
-        self.windows.append((start % period, tau))
-        self.clash_cache.clear()
-
-
-def _prune(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Drop free rectangles contained in another one (MaxRects keeps only maximal ones)."""
-    rects = sorted(set(rects), key=lambda r: -r[2] * r[3])
-    kept: list[tuple[int, int, int, int]] = []
-    for r in rects:
-        rr, rc, rh, rw = r
-        if not any(
-            rr >= kr and rc >= kc and rr + rh <= kr + kh and rc + rw <= kc + kw for kr, kc, kh, kw in kept
-        ):
-            kept.append(r)
-    return kept
-
-
 @dataclass(frozen=True)
 class Placement:
     key: int
@@ -112,42 +50,137 @@ class PackingOverflow(Exception):
         self.needed = needed
 
 
+@dataclass
+class Bin:
+    rows: int
+    cols: int
+    free: list[tuple[int, int, int, int]] = field(default_factory=list)  # (row, col, h, w)
+    free_cells: int = 0
+    largest: tuple[int, int] = (0, 0)  # tallest and widest free rectangle (a quick reject test)
+    layers: set[int] = field(default_factory=set)
+    windows: list[tuple[int, int]] = field(default_factory=list)  # (start mod P, length) per layer
+    busy: int = 0  # sum of window lengths
+
+    def __post_init__(self) -> None:
+        self.free = [(0, 0, self.rows, self.cols)]
+        self.free_cells = self.rows * self.cols
+        self.largest = (self.rows, self.cols)
+
+    def may_fit(self, h: int, w: int) -> bool:
+        return h * w <= self.free_cells and h <= self.largest[0] and w <= self.largest[1]
+
+    def best_fit(self, h: int, w: int) -> tuple[int, int, int] | None:
+        """(score, row, col) of the best free position for an h x w item, or None."""
+        best: tuple[int, int, int] | None = None
+        for fr, fc, fh, fw in self.free:
+            if h <= fh and w <= fw:
+                score = min(fh - h, fw - w)
+                if best is None or score < best[0]:
+                    best = (score, fr, fc)
+        return best
+
+    def place(self, row: int, col: int, it: Item, period: int | None) -> None:
+        h, w = it.h, it.w
+        new_free: list[tuple[int, int, int, int]] = []
+        r1, c1 = row + h, col + w
+        for fr, fc, fh, fw in self.free:
+            fr1, fc1 = fr + fh, fc + fw
+            if row >= fr1 or r1 <= fr or col >= fc1 or c1 <= fc:
+                new_free.append((fr, fc, fh, fw))
+                continue
+            if row > fr:
+                new_free.append((fr, fc, row - fr, fw))
+            if r1 < fr1:
+                new_free.append((r1, fc, fr1 - r1, fw))
+            if col > fc:
+                new_free.append((fr, fc, fh, col - fc))
+            if c1 < fc1:
+                new_free.append((fr, c1, fh, fc1 - c1))
+        self.free = _prune(new_free)
+        self.free_cells -= h * w
+        self.largest = (max((f[2] for f in self.free), default=0), max((f[3] for f in self.free), default=0))
+        if period and it.layer not in self.layers:
+            self.windows.append((it.start % period, it.tau))
+            self.busy += it.tau
+        self.layers.add(it.layer)
+
+    def window_state(self, it: Item, period: int | None, soft: bool) -> int:
+        """0: the item's window is free here; 1: it overlaps but fits the period (soft only);
+        2: it cannot share this crossbar."""
+        if not period or it.layer in self.layers:
+            return 0
+        if self.busy + it.tau > period:
+            return 2
+        start = it.start % period
+        for s, ln in self.windows:
+            d = (s - start) % period
+            if d < it.tau or period - d < ln:
+                return 1 if soft else 2
+        return 0
+
+
+def _prune(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Drop free rectangles contained in another one (MaxRects keeps only maximal ones)."""
+    rects = sorted(set(rects), key=lambda r: -r[2] * r[3])
+    kept: list[tuple[int, int, int, int]] = []
+    for r in rects:
+        rr, rc, rh, rw = r
+        if not any(
+            rr >= kr and rc >= kc and rr + rh <= kr + kh and rc + rw <= kc + kw for kr, kc, kh, kw in kept
+        ):
+            kept.append(r)
+    return kept
+
+
 class Packer:
-    """Incremental MaxRects packer over up to `max_bins` crossbars."""
+    """First-fit packer over up to `max_bins` crossbars, one item at a time.
+
+    Identical items (same layer and size) resume the search after the crossbar the previous one
+    went to: every crossbar before it either lacked room, clashed in time, or holds the layer.
+    """
 
     def __init__(self, rows: int, cols: int, max_bins: int | None = None, period: int | None = None,
-                 separate_layers: bool = True, strict: bool = False, soft: bool = False) -> None:
-        self.soft = soft
+                 separate_layers: bool = True, soft: bool = False) -> None:
         self.rows, self.cols = rows, cols
-        self.strict = strict
         self.max_bins = max_bins
         self.period = period
         self.separate_layers = separate_layers
+        self.soft = soft
         self.bins: list[Bin] = []
-
-    @property
-    def full(self) -> bool:
-        return self.max_bins is not None and len(self.bins) >= self.max_bins
+        self._resume: dict[tuple[int, int, int], int] = {}
 
     def add(self, it: Item) -> Placement | None:
         """Place one item; None when it needs a crossbar beyond `max_bins`."""
         if it.h > self.rows or it.w > self.cols:
             raise ValueError(f"block {it.h}x{it.w} is larger than a {self.rows}x{self.cols} crossbar")
-        target = _choose(self.bins, it, self.period, not self.separate_layers, self.soft)
-        if target is None and self.full and self.separate_layers and not self.strict:
-            target = _choose(self.bins, it, self.period, True, self.soft)
+        kind = (it.layer, it.h, it.w)
+        first = self._resume.get(kind, 0) if self.separate_layers else 0
+        target: tuple[int, int, int] | None = None
+        fallback: tuple[int, int, int] | None = None
+        for i in range(first, len(self.bins)):
+            b = self.bins[i]
+            if not b.may_fit(it.h, it.w) or (self.separate_layers and it.layer in b.layers):
+                continue
+            state = b.window_state(it, self.period, self.soft)
+            if state == 2 or (state == 1 and fallback is not None):
+                continue
+            fit = b.best_fit(it.h, it.w)
+            if fit is None:
+                continue
+            if state == 0:
+                target = (i, fit[1], fit[2])
+                break
+            fallback = (i, fit[1], fit[2])
+        target = target or fallback
         if target is None:
-            if self.full:
+            if self.max_bins is not None and len(self.bins) >= self.max_bins:
                 return None
             self.bins.append(Bin(self.rows, self.cols))
             target = (len(self.bins) - 1, 0, 0)
-        b_idx, row, col = target
-        b = self.bins[b_idx]
-        b.place(row, col, it.h, it.w)
-        if it.layer not in b.layers and self.period:
-            b.add_window(it.start, it.tau, self.period)
-        b.layers.add(it.layer)
-        return Placement(it.key, b_idx, row, col)
+        i, row, col = target
+        self.bins[i].place(row, col, it, self.period)
+        self._resume[kind] = i + 1
+        return Placement(it.key, i, row, col)
 
 
 def sort_items(items: list[Item]) -> list[Item]:
@@ -166,37 +199,29 @@ def pack(
 ) -> tuple[list[Placement], list[Bin]]:
     """Place every item in crossbars of rows x cols; raise PackingOverflow past `max_bins`.
 
-    `period`: blocks of different layers share a crossbar only if the layers' windows do not
-    overlap modulo the pipeline period, so the periodic schedule runs without contention
-    (`soft`: only if together they are busy at most one period; see `_windows_clash`).
     `separate_layers`: no crossbar holds two blocks of one layer (they would take turns).
-    With separated layers two strategies are tried and the one using fewer crossbars kept:
-    item by item in decreasing size (MaxRects), and crossbar by crossbar, each filled with at
-    most one block per layer, layers with the most area still to place first (this spreads
-    many-copy layers across crossbars, which the item order cannot see).
+    `period`: layers sharing a crossbar must together be busy at most one period, and their
+    windows must not overlap modulo the period (`soft`: overlap is allowed but avoided; the
+    periodic schedule then pays delays, which the latency model counts).
     """
-    best = _items_first(items, rows, cols, period, separate_layers, soft)
+    for it in items:
+        if it.h > rows or it.w > cols:
+            raise ValueError(f"block {it.h}x{it.w} is larger than a {rows}x{cols} crossbar")
+    packer = Packer(rows, cols, None, period, separate_layers, soft)
+    best = ([packer.add(it) for it in sort_items(items)], packer.bins)
     if separate_layers:
         other = _bins_first(items, rows, cols, period, soft)
         if len(other[1]) < len(best[1]):
             best = other
     if max_bins is not None and len(best[1]) > max_bins:
         raise PackingOverflow(len(best[1]))
-    return best
-
-
-def _items_first(items, rows, cols, period, separate_layers, soft) -> tuple[list[Placement], list[Bin]]:
-    packer = Packer(rows, cols, None, period, separate_layers, strict=True, soft=soft)
-    placements = [packer.add(it) for it in sort_items(items)]
-    return placements, packer.bins  # type: ignore[return-value]
+    return best  # type: ignore[return-value]
 
 
 def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
-                soft: bool = False) -> tuple[list[Placement], list[Bin]]:
+                soft: bool) -> tuple[list[Placement], list[Bin]]:
     remaining: dict[int, list[Item]] = defaultdict(list)
     for it in items:
-        if it.h > rows or it.w > cols:
-            raise ValueError(f"block {it.h}x{it.w} is larger than a {rows}x{cols} crossbar")
         remaining[it.layer].append(it)
     for lst in remaining.values():
         lst.sort(key=lambda it: (-it.h * it.w, -it.h, it.key))
@@ -208,74 +233,21 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
         # placing a layer only changes that layer's standing, so one ordering serves the whole bin;
         # with soft windows, layers whose window overlaps the bin's come in a second pass
         order = sorted((layer for layer, lst in remaining.items() if lst), key=lambda layer: (-left[layer], layer))
-        for second_pass in (False, True) if (soft and period) else (False,):
+        for allowed in (0, 1) if (soft and period) else (0,):
             for layer in order:
                 lst = remaining[layer]
-                if not lst or layer in b.layers:
-                    continue
-                if period and _windows_clash(b, lst[0], period, soft):
-                    continue
-                if soft and period and not second_pass and _windows_clash(b, lst[0], period):
+                if not lst or layer in b.layers or b.window_state(lst[0], period, soft) > allowed:
                     continue
                 for k, it in enumerate(lst):
-                    if it.h * it.w > b.free_cells or it.h > b.largest[0] or it.w > b.largest[1]:
+                    if not b.may_fit(it.h, it.w):
                         continue
                     fit = b.best_fit(it.h, it.w)
                     if fit is None:
                         continue
-                    b.place(fit[1], fit[2], it.h, it.w)
-                    b.layers.add(layer)
-                    if period:
-                        b.add_window(it.start, it.tau, period)
+                    b.place(fit[1], fit[2], it, period)
                     placements.append(Placement(it.key, len(bins), fit[1], fit[2]))
                     left[layer] -= it.h * it.w
                     lst.pop(k)
                     break
         bins.append(b)
     return placements, bins
-
-
-def _windows_clash(b: Bin, it: Item, period: int, soft: bool = False) -> bool:
-    """Does the item's layer window overlap (modulo the period) a window already in the bin?
-
-    `soft`: only refuse when the layers together would be busy longer than the period; the
-    periodic schedule then delays overlapping windows (counted by the latency model), and the
-    packers prefer crossbars without overlap.
-    """
-    if soft:
-        return sum(ln for _, ln in b.windows) + it.tau > period
-    hit = b.clash_cache.get(it.layer)
-    if hit is None:
-        start = it.start % period
-        hit = False
-        for s, ln in b.windows:
-            d = (s - start) % period
-            if d < it.tau or period - d < ln:
-                hit = True
-                break
-        b.clash_cache[it.layer] = hit
-    return hit
-
-
-def _choose(bins: list[Bin], it: Item, period: int | None, allow_clash: bool,
-            soft: bool = False) -> tuple[int, int, int] | None:
-    area = it.h * it.w
-    best: tuple[tuple[int, int], int, int, int] | None = None
-    for i, b in enumerate(bins):
-        if b.free_cells < area or it.h > b.largest[0] or it.w > b.largest[1]:
-            continue
-        clash = it.layer in b.layers
-        if clash and not allow_clash:
-            continue
-        if period and not clash and _windows_clash(b, it, period, soft):
-            continue
-        overlap = bool(soft and period and not clash and _windows_clash(b, it, period))
-        fit = b.best_fit(it.h, it.w)
-        if fit is None:
-            continue
-        score = (int(clash), int(overlap), fit[0])
-        if best is None or score < best[0]:
-            best = (score, i, fit[1], fit[2])
-            if score == (0, 0, 0):
-                break
-    return None if best is None else (best[1], best[2], best[3])

@@ -26,7 +26,8 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     area = chip_area_mm2(hw, mapping.crossbars_used)
     cells = hw.crossbar.rows * hw.crossbar.cols
     weight_cells = mapping.weight_cells
-    counted = mapping.crossbars_budget or mapping.crossbars_used
+    # every round reprograms the same crossbars, so each round counts the chip once
+    counted = (mapping.crossbars_budget or mapping.crossbars_used) * mapping.rounds
     lat = {str(k): timing.cycles(k) * ns for k in samples}
     xbars = layer_crossbars(mapping)
     layer_cycles = timing.layer_cycles
@@ -57,7 +58,7 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         "crossbars_used": mapping.crossbars_used,
         "weight_cells": weight_cells,
         "utilization": weight_cells / (counted * cells),
-        "utilization_used": weight_cells / (mapping.crossbars_used * cells),
+        "utilization_used": weight_cells / (mapping.crossbars_used * mapping.rounds * cells),
         "utilization_denominator": "budget" if mapping.crossbars_budget else "crossbars used",
         "rounds": mapping.rounds,
         "cycles": {str(k): timing.cycles(k) for k in samples},
