@@ -263,7 +263,10 @@ def compile_graph(
     if best is None:  # no duplication fits: one packed copy always does (fewest <= budget)
         choices = [_Choice(b, 1) for b in base]
         items, index = _items(choices)
-        placements, bins = pack(items, rows, cols, budget, separate_layers=False)
+        try:  # keep a layer's blocks apart where the budget allows, so they need not take turns
+            placements, bins = pack(items, rows, cols, budget, separate_layers=True)
+        except PackingOverflow:
+            placements, bins = pack(items, rows, cols, budget, separate_layers=False)
         best = (choices, index, placements, len(bins), None)
     choices, index, placements, used, period = best
     blocks = _placed(choices, index, placements)
