@@ -105,18 +105,23 @@ class Bin:
         self.layers.add(it.layer)
 
     def window_state(self, it: Item, period: int | None, soft: bool) -> int:
-        """0: the item's window is free here; 1: it overlaps but fits the period (soft only);
-        2: it cannot share this crossbar."""
+        """0: the item's window is free here; 1 + cycles of overlap: it overlaps but the layers
+        fit one period (soft only); -1: it cannot share this crossbar."""
         if not period or it.layer in self.layers:
             return 0
         if self.busy + it.tau > period:
-            return 2
+            return -1
         start = it.start % period
+        overlap = 0
         for s, ln in self.windows:
-            d = (s - start) % period
+            d = (s - start) % period  # where the other window starts, relative to this one
             if d < it.tau or period - d < ln:
-                return 1 if soft else 2
-        return 0
+                if not soft:
+                    return -1
+                a = min(it.tau, d + ln) - d if d < it.tau else 0
+                b = min(ln - (period - d), it.tau) if period - d < ln else 0
+                overlap += max(a, 0) + max(b, 0)
+        return 1 + overlap if overlap else 0
 
 
 def _prune(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -156,13 +161,13 @@ class Packer:
         kind = (it.layer, it.h, it.w)
         first = self._resume.get(kind, 0) if self.separate_layers else 0
         target: tuple[int, int, int] | None = None
-        fallback: tuple[int, int, int] | None = None
+        fallback: tuple[int, int, int, int] | None = None  # least overlapping crossbar (soft windows)
         for i in range(first, len(self.bins)):
             b = self.bins[i]
             if not b.may_fit(it.h, it.w) or (self.separate_layers and it.layer in b.layers):
                 continue
             state = b.window_state(it, self.period, self.soft)
-            if state == 2 or (state == 1 and fallback is not None):
+            if state < 0 or (state > 0 and fallback is not None and state >= fallback[0]):
                 continue
             fit = b.best_fit(it.h, it.w)
             if fit is None:
@@ -170,8 +175,9 @@ class Packer:
             if state == 0:
                 target = (i, fit[1], fit[2])
                 break
-            fallback = (i, fit[1], fit[2])
-        target = target or fallback
+            fallback = (state, i, fit[1], fit[2])
+        if target is None and fallback is not None:
+            target = fallback[1:]
         if target is None:
             if self.max_bins is not None and len(self.bins) >= self.max_bins:
                 return None
@@ -213,6 +219,12 @@ def pack(
         other = _bins_first(items, rows, cols, period, soft)
         if len(other[1]) < len(best[1]):
             best = other
+    if period:  # lap by lap: layers in one pass of the period never overlap each other
+        packer = Packer(rows, cols, None, period, separate_layers, soft)
+        laps = sorted(items, key=lambda it: (it.start // period, -it.h, -it.w, it.layer, it.key))
+        other = ([packer.add(it) for it in laps], packer.bins)
+        if len(other[1]) < len(best[1]):
+            best = other
     if max_bins is not None and len(best[1]) > max_bins:
         raise PackingOverflow(len(best[1]))
     return best  # type: ignore[return-value]
@@ -233,10 +245,13 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
         # placing a layer only changes that layer's standing, so one ordering serves the whole bin;
         # with soft windows, layers whose window overlaps the bin's come in a second pass
         order = sorted((layer for layer, lst in remaining.items() if lst), key=lambda layer: (-left[layer], layer))
-        for allowed in (0, 1) if (soft and period) else (0,):
+        for overlapping in (False, True) if (soft and period) else (False,):
             for layer in order:
                 lst = remaining[layer]
-                if not lst or layer in b.layers or b.window_state(lst[0], period, soft) > allowed:
+                if not lst or layer in b.layers:
+                    continue
+                state = b.window_state(lst[0], period, soft)
+                if state < 0 or (state > 0 and not overlapping):
                     continue
                 for k, it in enumerate(lst):
                     if not b.may_fit(it.h, it.w):
@@ -251,3 +266,4 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
                     break
         bins.append(b)
     return placements, bins
+
