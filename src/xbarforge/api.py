@@ -31,6 +31,7 @@ def compile(  # noqa: A001  (the verb users expect; shadows the builtin only ins
     schedule: str = "chain",
     seed: int = 0,
     min_utilization: float | None = None,
+    effort: str = "fast",
 ) -> Mapping:
     """Capture `model` (module, ONNX path, zoo name or LayerGraph) and map it onto `hardware`.
 
@@ -41,7 +42,7 @@ def compile(  # noqa: A001  (the verb users expect; shadows the builtin only ins
     hw = hardware if isinstance(hardware, HardwareSpec) else load_hardware(hardware)
     graph = model if isinstance(model, LayerGraph) else capture(model, input_shape, num_classes=num_classes)
     mapping = compile_graph(graph, hw, crossbars=crossbars, samples=samples, objective=objective,
-                            schedule=schedule, seed=seed, min_utilization=min_utilization)
+                            schedule=schedule, seed=seed, min_utilization=min_utilization, effort=effort)
     seconds = time.perf_counter() - t0
     baseline = isaac_like(graph, hw, schedule=schedule)
     doc = report(mapping, baseline, hw, samples)

@@ -26,8 +26,7 @@ from xbarforge.hardware.spec import HardwareSpec
 
 OBJECTIVES = ("balanced", "throughput", "latency", "none")
 SCHEDULES = ("chain", "dag")
-MAX_REFITS = 4
-CEILING_STEPS = 12
+MAX_REFITS = 6
 PRIOR_FILL = 0.9  # packing fill assumed before the first real packing
 
 
@@ -221,12 +220,15 @@ def compile_graph(
     schedule: str = "chain",
     seed: int = 0,
     min_utilization: float | None = None,
+    effort: str = "fast",
 ) -> Mapping:
     """Map `graph` onto `hw` under a budget of `crossbars` (default: the chip's own budget).
 
     objective: "balanced" minimizes the sum over `samples` of latency(k) / isaac-like(k);
     "throughput" the latency of max(samples) (steady state); "latency" one sample; "none" maps
-    one copy of every layer, packed (no duplication).
+    one copy of every layer, packed (no duplication). `min_utilization`: fill the crossbars used
+    at least this much (weights / cells), using fewer crossbars if need be. `effort`: "fast"
+    (milliseconds, for search loops) or "thorough" (packs many more pipeline periods).
     """
     if objective not in OBJECTIVES:
         raise CompileError(f"objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
@@ -259,7 +261,10 @@ def compile_graph(
     base_first = sum(b.tau(1) for b in base)
     base_max = max(b.tau(1) for b in base)
     ks = {"balanced": list(samples), "throughput": [max(samples)], "latency": [1]}[objective]
-    best = _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization)
+    if effort not in EFFORTS:
+        raise CompileError(f"effort '{effort}' is not one of {', '.join(EFFORTS)}")
+    best = _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization,
+                   EFFORTS[effort])
     if best is None:  # no duplication fits: one packed copy always does (fewest <= budget)
         choices = [_Choice(b, 1) for b in base]
         items, index = _items(choices)
@@ -276,97 +281,119 @@ def compile_graph(
     return mapping
 
 
-def _ceilings(options: list[list[Option]], budget: int, hw: HardwareSpec) -> list[int | None]:
-    """Pipeline periods to try: a geometric ladder from the fastest reachable to no duplication."""
+def _ceilings(options: list[list[Option]], budget: int, hw: HardwareSpec, steps: int) -> list[int]:
+    """Pipeline periods to try, slowest first: a geometric ladder from no duplication down to the
+    fastest period reachable (where crossbars fire one block at a time, a crossbar does at most
+    one block-MVM per cycle, so the period is at least the block-MVMs per sample / budget)."""
     hi = max(opts[0].tau for opts in options)
     lo = max(opts[-1].tau for opts in options)
-    if not hw.crossbar.concurrent_blocks:  # one block-MVM per crossbar per cycle
+    if not hw.crossbar.concurrent_blocks:
         lo = max(lo, math.ceil(sum(min(o.time for o in opts) for opts in options) / budget))
-    ladder: list[int | None] = [None]
     if lo >= hi:
-        return ladder + [hi]
-    steps = CEILING_STEPS
+        return [hi]
     ratio = (hi / lo) ** (1 / steps)
-    ladder += sorted({max(lo, min(hi, round(lo * ratio**i))) for i in range(steps + 1)}, reverse=True)
-    return ladder
+    return sorted({max(lo, min(hi, round(lo * ratio**i))) for i in range(steps + 1)}, reverse=True)
 
 
-def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization):
+@dataclass(frozen=True)
+class Effort:
+    """How hard the period search looks: ladder steps, how many to pack, refinement passes."""
+
+    steps: int
+    stride: int
+    refine: int
+
+
+EFFORTS = {"fast": Effort(steps=6, stride=2, refine=0), "thorough": Effort(steps=40, stride=1, refine=3)}
+
+
+def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization, effort):
     """Find the pipeline period whose mapping has the best latency over the samples asked.
 
     For a period P every layer first takes its cheapest option with tau <= P, then the capacity
-    left goes to cutting sum tau (`fill_options`); P = None means no period (one sample at a
-    time). Choosing is cheap and packing is not, so a ladder of periods is first ranked by the
-    latency the choice predicts, then the best is packed for real and a hill climb over its
-    neighbours on the ladder keeps packing while that improves the real score. Each packing
-    first uses windows that may overlap when a crossbar's layers fit one period (dense; the
-    schedule pays delays); the winner is also tried with strictly disjoint windows.
+    left goes to cutting sum tau (`fill_options`); P = None means no period (the k = 1 choice).
+    Packing is what costs time, so `effort` decides how many periods are packed: every
+    `stride`-th step of a geometric ladder, then `refine` rounds that try halfway between the
+    best period and its neighbours. Packing lets the windows of layers that share a crossbar
+    overlap as long as they fit one period (dense); the schedules pay any delay, and every score
+    comes from the real latency model on the real packing.
     """
-    xbar_cells = hw.crossbar.rows * hw.usable_cols
-    spread = not hw.crossbar.concurrent_blocks
-    ladder = [] if max(ks) == 1 else [c for c in _ceilings(options, budget, hw) if c is not None]
-    fills = {True: PRIOR_FILL, False: PRIOR_FILL}
-    results: dict[tuple[int | None, bool], tuple[object, float]] = {}
+    ladder = [] if max(ks) == 1 else _ceilings(options, budget, hw, effort.steps)
+    fill = [PRIOR_FILL]
+    results: dict[int | None, tuple[object, float]] = {}
 
-    def real(ceiling: int | None, soft: bool) -> float:
-        key = (ceiling, soft)
-        if key not in results:
+    def real(ceiling: int | None) -> float:
+        if ceiling not in results:
             start = [0] * len(options) if ceiling is None else [min_index(o, ceiling) for o in options]
-            found, score, fill = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
-                                      ceiling, start, soft, min(1.0, fills[soft] / 0.97))
-            if found is not None:  # a failed period says nothing about the fill of the others
-                fills[soft] = fill
-            if min_utilization is not None and found is not None and found[-1] < min_utilization:
-                score += 1e6  # feasible but below the utilization asked for: last resort only
-            results[key] = (found, score)
-        return results[key][1]
+            if any(j is None for j in start):
+                results[ceiling] = (None, math.inf)
+            else:
+                found, score, achieved = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
+                                              ceiling, start, fill[0], min_utilization)
+                if found is not None:  # a failed period says nothing about the fill of the others
+                    fill[0] = achieved
+                results[ceiling] = (found, score)
+        return results[ceiling][1]
 
-    def predicted(ceiling: int) -> float:
-        start = [min_index(o, ceiling) for o in options]
-        if any(j is None for j in start):
-            return math.inf
-        idx = fill_options(options, start, budget * xbar_cells * fills[True], xbar_cells, ceiling, spread)
-        total = sum(options[i][j].tau for i, j in enumerate(idx))
-        return sum((total + (k - 1) * ceiling) / (base_first + (k - 1) * base_max) for k in ks)
-
-    real(None, True)
-    if ladder:
-        at = min(range(len(ladder)), key=lambda i: predicted(ladder[i]))
-        while at > 0 and real(ladder[at], True) == math.inf:  # infeasible: back off to slower periods
-            at -= 1
-        while True:
-            here = real(ladder[at], True)
-            moves = [i for i in (at - 1, at + 1) if 0 <= i < len(ladder)]
-            better = [i for i in moves if real(ladder[i], True) < here]
-            if not better:
-                break
-            at = min(better, key=lambda i: results[(ladder[i], True)][1])
-        real(ladder[at], False)
+    real(None)
+    for c in ladder[:: effort.stride]:
+        real(c)
+    tried = sorted(c for c in results if c is not None)
+    for _ in range(effort.refine if tried else 0):
+        best = min(tried, key=lambda c: results[c][1])
+        i = tried.index(best)
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
+                real((tried[j] + best) // 2)
+        tried = sorted(c for c in results if c is not None)
     found, _ = min(results.values(), key=lambda r: r[1])
     return None if found is None else found[:-1]
 
 
-def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling, start, soft, fill):
-    """Choose, pack and score for one period; returns (mapping parts, score, fill achieved)."""
+def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling, start, fill,
+         min_utilization):
+    """Choose, pack and score for one period; returns (mapping parts, score, fill achieved).
+
+    The choice is planned with the fill packing achieves (`fill`, lowered on overflow); when the
+    packing leaves crossbars unused, one more choice is tried with the room that freed; when the
+    crossbars used are filled below `min_utilization`, the choice is made again for fewer
+    crossbars, which is how a high-utilization mapping is found rather than filtered for.
+    """
     rows, cols = hw.crossbar.rows, hw.usable_cols
     xbar_cells = rows * cols
     spread = not hw.crossbar.concurrent_blocks
+    cap_bins, best, best_fill, grown = budget, None, fill, False
     for _ in range(MAX_REFITS):
-        idx = fill_options(options, start, budget * xbar_cells * fill, xbar_cells, ceiling, spread)
+        idx = fill_options(options, start, cap_bins * xbar_cells * fill, xbar_cells, ceiling, spread)
         chosen = [options[i][j] for i, j in enumerate(idx)]
         choices = [_Choice(o.lowered, o.copies) for o in chosen]
         starts = _window_starts(graph, [o.tau for o in chosen], schedule) if ceiling else None
         items, index = _items(choices, starts)
         try:
-            placements, bins = pack(items, rows, cols, budget, ceiling, separate_layers=spread, soft=soft)
+            placements, bins = pack(items, rows, cols, cap_bins, ceiling, separate_layers=spread, soft=True)
         except PackingOverflow as over:
-            fill *= budget / over.needed * 0.995
+            if best is not None:  # growing did not fit: keep what did
+                break
+            fill *= cap_bins / over.needed * 0.995
             continue
-        util = sum(it.h * it.w for it in items) / (len(bins) * xbar_cells)
+        weights = sum(o.copies * o.lowered.weight_cells for o in chosen)
+        util = weights / (len(bins) * hw.crossbar.rows * hw.crossbar.cols)
+        if min_utilization is not None and util < min_utilization and best is None:
+            cap_bins = max(1, min(cap_bins - 1, math.floor(weights / (min_utilization * rows * hw.crossbar.cols))))
+            continue
         score = _score(graph, hw, choices, index, placements, len(bins), schedule, ks, base_first, base_max,
                        ceiling)
-        return (choices, index, placements, len(bins), ceiling, util), score, fill
-    return None, math.inf, fill
+        if min_utilization is not None and util < min_utilization:
+            score += 1e6  # feasible but below the utilization asked for: last resort only
+        if best is None or score < best[1]:
+            best, best_fill = ((choices, index, placements, len(bins), ceiling, util), score), fill
+        if grown or len(bins) >= cap_bins or (min_utilization is not None and util < min_utilization):
+            break
+        grown = True  # room left: plan once more with the fill this packing reached
+        fill = min(1.0, fill * cap_bins / len(bins))
+    if best is None:
+        return None, math.inf, fill
+    return best[0], best[1], best_fill
 
 
 def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first, base_max, period) -> float:

@@ -219,12 +219,6 @@ def pack(
         other = _bins_first(items, rows, cols, period, soft)
         if len(other[1]) < len(best[1]):
             best = other
-    if period:  # lap by lap: layers in one pass of the period never overlap each other
-        packer = Packer(rows, cols, None, period, separate_layers, soft)
-        laps = sorted(items, key=lambda it: (it.start // period, -it.h, -it.w, it.layer, it.key))
-        other = ([packer.add(it) for it in laps], packer.bins)
-        if len(other[1]) < len(best[1]):
-            best = other
     if max_bins is not None and len(best[1]) > max_bins:
         raise PackingOverflow(len(best[1]))
     return best  # type: ignore[return-value]
@@ -232,37 +226,49 @@ def pack(
 
 def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
                 soft: bool) -> tuple[list[Placement], list[Bin]]:
-    remaining: dict[int, list[Item]] = defaultdict(list)
-    for it in items:
-        remaining[it.layer].append(it)
-    for lst in remaining.values():
-        lst.sort(key=lambda it: (-it.h * it.w, -it.h, it.key))
-    left = {layer: sum(it.h * it.w for it in lst) for layer, lst in remaining.items()}
+    # items of one layer and one size are interchangeable: keep them as stacks per shape
+    shapes: dict[int, dict[tuple[int, int], list[Item]]] = defaultdict(lambda: defaultdict(list))
+    for it in sorted(items, key=lambda it: -it.key):
+        shapes[it.layer][(it.h, it.w)].append(it)
+    probe = {layer: next(iter(by_shape.values()))[0] for layer, by_shape in shapes.items()}  # window
+    order_shapes = {
+        layer: sorted(by_shape, key=lambda hw: (-hw[0] * hw[1], -hw[0])) for layer, by_shape in shapes.items()
+    }
+    left = {layer: sum(h * w * len(v) for (h, w), v in by_shape.items()) for layer, by_shape in shapes.items()}
+
+    def smallest(layer: int) -> int:
+        return min(h * w for (h, w), v in shapes[layer].items() if v)
+
     bins: list[Bin] = []
     placements: list[Placement] = []
-    while any(remaining.values()):
+    while any(left.values()):
         b = Bin(rows, cols)
         # placing a layer only changes that layer's standing, so one ordering serves the whole bin;
         # with soft windows, layers whose window overlaps the bin's come in a second pass
-        order = sorted((layer for layer, lst in remaining.items() if lst), key=lambda layer: (-left[layer], layer))
+        order = sorted((layer for layer in shapes if left[layer]), key=lambda layer: (-left[layer], layer))
+        least = {layer: smallest(layer) for layer in order}
+        floor = min(least.values())
         for overlapping in (False, True) if (soft and period) else (False,):
             for layer in order:
-                lst = remaining[layer]
-                if not lst or layer in b.layers:
+                if b.free_cells < floor:
+                    break
+                if layer in b.layers or least[layer] > b.free_cells:
                     continue
-                state = b.window_state(lst[0], period, soft)
+                state = b.window_state(probe[layer], period, soft)
                 if state < 0 or (state > 0 and not overlapping):
                     continue
-                for k, it in enumerate(lst):
-                    if not b.may_fit(it.h, it.w):
+                by_shape = shapes[layer]
+                for hw in order_shapes[layer]:
+                    stack = by_shape[hw]
+                    if not stack or not b.may_fit(*hw):
                         continue
-                    fit = b.best_fit(it.h, it.w)
+                    fit = b.best_fit(*hw)
                     if fit is None:
                         continue
+                    it = stack.pop()
                     b.place(fit[1], fit[2], it, period)
                     placements.append(Placement(it.key, len(bins), fit[1], fit[2]))
                     left[layer] -= it.h * it.w
-                    lst.pop(k)
                     break
         bins.append(b)
     return placements, bins

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from xbarforge.compiler.mapping import Mapping
 
-PERIOD_STRETCH = (1.05, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0)
+PERIOD_STRETCH = (1.1, 1.25, 1.5, 2.0)
 
 
 @dataclass
@@ -92,18 +92,63 @@ class RoundTiming:
         finish = self.batched_finish(k)
         return max((f[-1] for f in finish.values()), default=0)
 
-    def schedule_for(self, k: int) -> str:
-        """Which schedule is fastest for k samples: sequential, periodic or batched."""
+    def job_order(self, k: int) -> list[tuple[int, int]]:
+        """(sample, layer index) in the order crossbars serve them in the ordered schedule: by
+        when each job would start if no crossbar were shared (sample i at layer l: S_l + i * max
+        T, S_l the first sample's start), earlier layers first on ties."""
+        top = max(self.cycles.values(), default=0)
+        start, t = [], 0
+        for name in self.layers:
+            start.append(t)
+            t += self.cycles[name]
+        jobs = [(i * top + start[li], li, i) for i in range(k) for li in range(len(self.layers))]
+        jobs.sort()
+        return [(i, li) for _, li, i in jobs]
+
+    def ordered_finish(self, k: int) -> dict[str, list[int]]:
+        """Finish times in the ordered schedule: every crossbar serves jobs in `job_order`, each
+        job as soon as its inputs, its layer's previous sample and its crossbars allow. This is
+        how a self-timed chip with a fixed arbitration order runs; it needs no period."""
+        index = {name: i for i, name in enumerate(self.layers)}
+        xbars = [self.crossbars[name] for name in self.layers]
+        deps = [[index[p] for p in self.preds[name] if p in index] for name in self.layers]
+        cycles = [self.cycles[name] for name in self.layers]
+        free = [0] * (1 + max((x for xs in xbars for x in xs), default=0))
+        finish = [[0] * k for _ in self.layers]
+        for i, li in self.job_order(k):
+            row = finish[li]
+            ready = row[i - 1] if i else 0
+            for p in deps[li]:
+                if finish[p][i] > ready:
+                    ready = finish[p][i]
+            xs = xbars[li]
+            for x in xs:
+                if free[x] > ready:
+                    ready = free[x]
+            end = ready + cycles[li]
+            row[i] = end
+            for x in xs:
+                free[x] = end
+        return {name: finish[i] for i, name in enumerate(self.layers)}
+
+    def ordered_cycles(self, k: int) -> int:
+        finish = self.ordered_finish(k)
+        return max((f[-1] for f in finish.values()), default=0)
+
+    def schedule_cycles(self, k: int) -> dict[str, int]:
+        """Cycles for k samples under each static schedule."""
         if k <= 1:
-            return "sequential"
-        options = {"sequential": k * self.first_sample, "periodic": self.periodic_cycles(k),
-                   "batched": self.batched_cycles(k)}
+            return {"sequential": self.first_sample}
+        return {"sequential": k * self.first_sample, "periodic": self.periodic_cycles(k),
+                "batched": self.batched_cycles(k), "ordered": self.ordered_cycles(k)}
+
+    def schedule_for(self, k: int) -> str:
+        """Which schedule is fastest for k samples (sequential preferred on ties)."""
+        options = self.schedule_cycles(k)
         return min(options, key=lambda name: (options[name], name != "sequential"))
 
     def cycles_for(self, k: int) -> int:
-        if k <= 1:
-            return self.first_sample
-        return min(k * self.first_sample, self.periodic_cycles(k), self.batched_cycles(k))
+        return min(self.schedule_cycles(k).values())
 
 
 @dataclass
