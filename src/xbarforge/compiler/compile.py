@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from xbarforge.compiler.duplicate import Option, fill_options, layer_options, min_index
 from xbarforge.compiler.lower import LoweredLayer, candidate_forms, lower
 from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
-from xbarforge.compiler.pack import Item, Packer, PackingOverflow, pack, sort_items
+from xbarforge.compiler.pack import Item, Packer, PackingOverflow, Placement, pack, repair_windows, sort_items
 from xbarforge.cost.bounds import period_bound
 from xbarforge.cost.latency import mapping_timing
 from xbarforge.errors import CompileError
@@ -170,8 +170,6 @@ def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain") -> 
     """Every block of every layer on its own crossbar: no packing, no duplication."""
     choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
     _, index = _items(choices)
-    from xbarforge.compiler.pack import Placement
-
     placements = [Placement(k, k, 0, 0) for k in range(len(index))]
     blocks = _placed(choices, index, placements)
     return _finish(graph, hw, choices, blocks, len(blocks), None, schedule, "isaac-like", 0)
@@ -376,6 +374,8 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
                 break
             fill *= cap_bins / over.needed * 0.995
             continue
+        if ceiling and spread:
+            placements = _repair(graph, schedule, items, placements, bins, ceiling, cap_bins)
         weights = sum(o.copies * o.lowered.weight_cells for o in chosen)
         util = weights / (len(bins) * hw.crossbar.rows * hw.crossbar.cols)
         if min_utilization is not None and util < min_utilization and best is None:
@@ -394,6 +394,24 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
     if best is None:
         return None, math.inf, fill
     return best[0], best[1], best_fill
+
+
+def _repair(graph, schedule, items, placements, bins, period, max_bins):
+    """Move blocks that would make the periodic schedule wait (see `repair_windows`)."""
+    n = len(graph.mvm_layers)
+    if schedule == "chain":
+        deps = {i: [i - 1] for i in range(1, n)}
+    else:
+        pos = {layer.name: i for i, layer in enumerate(graph.mvm_layers)}
+        preds = graph.mvm_predecessors()
+        deps = {i: [pos[p] for p in preds[layer.name]] for i, layer in enumerate(graph.mvm_layers)}
+    placements = repair_windows(items, placements, bins, period, list(range(n)), deps, max_bins)
+    used = {pl.crossbar for pl in placements}
+    if len(used) < len(bins):  # a crossbar emptied by the moves: renumber densely
+        renum = {x: i for i, x in enumerate(sorted(used))}
+        placements = [Placement(pl.key, renum[pl.crossbar], pl.row, pl.col) for pl in placements]
+        bins[:] = [bins[x] for x in sorted(used)]
+    return placements
 
 
 def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first, base_max, period) -> float:

@@ -111,6 +111,7 @@ class Bin:
             return 0
         if self.busy + it.tau > period:
             return -1
+
         start = it.start % period
         overlap = 0
         for s, ln in self.windows:
@@ -273,3 +274,82 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
         bins.append(b)
     return placements, bins
 
+
+
+def repair_windows(
+    items: list[Item],
+    placements: list[Placement],
+    bins: list[Bin],
+    period: int,
+    order: list[int],
+    deps: dict[int, list[int]],
+    max_bins: int,
+) -> list[Placement]:
+    """Move blocks whose layer would have to wait for a shared crossbar in the periodic schedule.
+
+    Dense packing lets windows overlap; the schedule then delays a layer until a phase is free on
+    all its crossbars, and the delay shifts every later layer. Here layers are walked in
+    schedule order with the start they want (right after their inputs); a block on a crossbar
+    busy at that phase moves to one that is free then (room, same-layer and period permitting,
+    or a fresh crossbar within `max_bins`). Blocks that cannot move leave the delay to the
+    schedule. Returns the updated placements (the bins are updated in place).
+    """
+    placed = list(placements)
+    by_key = {it.key: it for it in items}
+    where = {pl.key: n for n, pl in enumerate(placed)}
+    by_layer: dict[int, list[int]] = defaultdict(list)
+    for it in items:
+        by_layer[it.layer].append(it.key)
+    tau = {it.layer: it.tau for it in items}
+    scheduled: dict[int, list[tuple[int, int]]] = defaultdict(list)  # crossbar -> (start mod P, length)
+    start: dict[int, int] = {}
+
+    def clashes(x: int, t: int, length: int) -> bool:
+        for s, ln in scheduled[x]:
+            d = (s - t) % period
+            if d < length or period - d < ln:
+                return True
+        return False
+
+    for layer in order:
+        if layer not in tau:
+            continue
+        t_l = tau[layer]
+        ready = max((start[p] + tau[p] for p in deps.get(layer, []) if p in start), default=0)
+        for key in by_layer[layer]:
+            n = where[key]
+            x = placed[n].crossbar
+            if not clashes(x, ready, t_l):
+                continue
+            it = by_key[key]
+            target = None
+            for i, b in enumerate(bins):
+                if i == x or layer in b.layers or b.busy + t_l > period or not b.may_fit(it.h, it.w):
+                    continue
+                if clashes(i, ready, t_l):
+                    continue
+                fit = b.best_fit(it.h, it.w)
+                if fit is not None:
+                    target = (i, fit[1], fit[2])
+                    break
+            if target is None and len(bins) < max_bins:
+                bins.append(Bin(bins[0].rows, bins[0].cols))
+                target = (len(bins) - 1, 0, 0)
+            if target is None:
+                continue
+            i, row, col = target
+            bins[i].place(row, col, it, None)
+            bins[i].busy += t_l
+            bins[x].layers.discard(layer)
+            bins[x].busy -= t_l
+            placed[n] = Placement(key, i, row, col)
+        xs = {placed[where[key]].crossbar for key in by_layer[layer]}
+        t = ready
+        candidates = sorted({ready} | {ready + (s + ln - ready) % period for x in xs for s, ln in scheduled[x]})
+        for t in candidates:
+            if t >= ready + period or not any(clashes(x, t, t_l) for x in xs):
+                break
+        start[layer] = t
+        for x in xs:
+            scheduled[x].append((t % period, t_l))
+    return placed
