@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from xbarforge.compiler.duplicate import Option, fill_options, layer_options, min_index
+from xbarforge.compiler.duplicate import MAX_BLOCKS, Option, fill_options, layer_options, min_index
 from xbarforge.compiler.lower import LoweredLayer, candidate_forms, lower
 from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
 from xbarforge.compiler.pack import Item, Packer, PackingOverflow, Placement, pack, repair_windows, sort_items
@@ -232,6 +232,8 @@ def compile_graph(
         raise CompileError(f"objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
     if schedule not in SCHEDULES:
         raise CompileError(f"schedule '{schedule}' is not one of {', '.join(SCHEDULES)}")
+    if effort not in EFFORTS:
+        raise CompileError(f"effort '{effort}' is not one of {', '.join(EFFORTS)}")
     if not graph.mvm_layers:
         raise CompileError(f"model '{graph.name}' has no conv or linear layer to map")
     if any(k < 1 for k in samples):
@@ -246,7 +248,10 @@ def compile_graph(
     if budget is None or objective == "none":
         choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
         items, index = _items(choices)
-        placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.crossbar.concurrent_blocks)
+        try:  # keep a layer's blocks apart where the budget allows, so they need not take turns
+            placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.crossbar.concurrent_blocks)
+        except PackingOverflow:
+            placements, bins = pack(items, rows, cols, budget, separate_layers=False)
         blocks = _placed(choices, index, placements)
         return _finish(graph, hw, choices, blocks, len(bins), budget, schedule, "none", seed,
                        min_crossbars=fewest)
@@ -259,8 +264,6 @@ def compile_graph(
     base_first = sum(b.tau(1) for b in base)
     base_max = max(b.tau(1) for b in base)
     ks = {"balanced": list(samples), "throughput": [max(samples)], "latency": [1]}[objective]
-    if effort not in EFFORTS:
-        raise CompileError(f"effort '{effort}' is not one of {', '.join(EFFORTS)}")
     best = _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization,
                    EFFORTS[effort])
     if best is None:  # no duplication fits: one packed copy always does (fewest <= budget)
@@ -323,7 +326,7 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
     def real(ceiling: int | None) -> float:
         if ceiling not in results:
             start = [0] * len(options) if ceiling is None else [min_index(o, ceiling) for o in options]
-            if any(j is None for j in start):
+            if any(j is None for j in start) or sum(options[i][j].blocks for i, j in enumerate(start)) > MAX_BLOCKS:
                 results[ceiling] = (None, math.inf)
             else:
                 found, score, achieved = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,

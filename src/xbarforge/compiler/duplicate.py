@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from xbarforge.compiler.lower import LoweredLayer
 
+MAX_BLOCKS = 4096  # duplication stops here: beyond it packing and timing stop being milliseconds
+
 
 @dataclass(frozen=True)
 class Option:
@@ -44,12 +46,14 @@ def layer_options(forms: list[LoweredLayer], max_blocks: int | None, max_cells: 
     opts: list[Option] = []
     for low in forms:
         nb = len(low.blocks)
+        if nb > MAX_BLOCKS and low is not forms[0]:
+            continue
         if max_blocks is not None and nb > max_blocks and low is not forms[0]:
             continue
         p = max(1, low.pixels)
         c = 1
         while True:
-            if max_blocks is not None and c * nb > max_blocks and c > 1:
+            if c * nb > min(max_blocks or MAX_BLOCKS, MAX_BLOCKS) and c > 1:
                 break
             cells = c * low.cells
             if cells > max_cells and c > 1:
@@ -87,6 +91,7 @@ def fill_options(
     xbar_cells: int,
     ceiling: int | None = None,
     spread: bool = False,
+    max_blocks: int = MAX_BLOCKS,
 ) -> list[int]:
     """Spend the capacity left after `start` on the moves that cut sum tau most per cell.
 
@@ -104,6 +109,7 @@ def fill_options(
     time = sum(options[i][idx[i]].time for i in range(n))
     blocks = [options[i][idx[i]].blocks for i in range(n)]
     widest = max(blocks)
+    total_blocks = sum(blocks)
     per_cycle = xbar_cells / ceiling if ceiling else 0.0
 
     def footprint(c: float, t: float, w: int) -> float:
@@ -121,7 +127,7 @@ def fill_options(
             nxt = options[i][j]
             new_used = footprint(cells - cur.cells + nxt.cells, time - cur.time + nxt.time,
                                  max(widest, nxt.blocks))
-            if new_used > capacity:
+            if new_used > capacity or total_blocks - cur.blocks + nxt.blocks > max_blocks:
                 break
             ratio = (cur.tau - nxt.tau) / max(new_used - used, 1.0)
             if ratio > 0 and (best_i is None or ratio > best_i[0]):
@@ -146,6 +152,7 @@ def fill_options(
         cur, nxt = options[i][idx[i]], options[i][j]
         cells += nxt.cells - cur.cells
         time += nxt.time - cur.time
+        total_blocks += nxt.blocks - cur.blocks
         blocks[i] = nxt.blocks
         widest = max(blocks)
         idx[i] = j

@@ -141,8 +141,9 @@ def _prune(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, 
 class Packer:
     """First-fit packer over up to `max_bins` crossbars, one item at a time.
 
-    Identical items (same layer and size) resume the search after the crossbar the previous one
-    went to: every crossbar before it either lacked room, clashed in time, or holds the layer.
+    Identical items (same layer and size) resume the search at the crossbar the previous one went
+    to (after it when layers are kept apart): every crossbar before it lacked room or clashed in
+    time, and crossbars only fill up.
     """
 
     def __init__(self, rows: int, cols: int, max_bins: int | None = None, period: int | None = None,
@@ -160,7 +161,7 @@ class Packer:
         if it.h > self.rows or it.w > self.cols:
             raise ValueError(f"block {it.h}x{it.w} is larger than a {self.rows}x{self.cols} crossbar")
         kind = (it.layer, it.h, it.w)
-        first = self._resume.get(kind, 0) if self.separate_layers else 0
+        first = self._resume.get(kind, 0)
         target: tuple[int, int, int] | None = None
         fallback: tuple[int, int, int, int] | None = None  # least overlapping crossbar (soft windows)
         for i in range(first, len(self.bins)):
@@ -186,7 +187,8 @@ class Packer:
             target = (len(self.bins) - 1, 0, 0)
         i, row, col = target
         self.bins[i].place(row, col, it, self.period)
-        self._resume[kind] = i + 1
+        # an identical item fits no crossbar before this one; with layers kept apart, not this one
+        self._resume[kind] = i + 1 if self.separate_layers else i
         return Placement(it.key, i, row, col)
 
 
@@ -214,6 +216,12 @@ def pack(
     for it in items:
         if it.h > rows or it.w > cols:
             raise ValueError(f"block {it.h}x{it.w} is larger than a {rows}x{cols} crossbar")
+    if max_bins is not None and len(items) <= max_bins:
+        # room for a crossbar per block: nothing shares, nothing waits
+        bins = [Bin(rows, cols) for _ in items]
+        for i, it in enumerate(items):
+            bins[i].place(0, 0, it, period)
+        return [Placement(it.key, i, 0, 0) for i, it in enumerate(items)], bins
     packer = Packer(rows, cols, None, period, separate_layers, soft)
     best = ([packer.add(it) for it in sort_items(items)], packer.bins)
     if separate_layers:

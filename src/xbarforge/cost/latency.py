@@ -46,6 +46,7 @@ class RoundTiming:
     fill: int = 0  # S_end: when the first sample leaves the periodic schedule
     # other periodic schedules (period, offsets, fill): a longer period can need fewer delays
     alternatives: list[tuple[int, dict[str, int], int]] = field(default_factory=list)
+    shared: bool = True  # does any crossbar hold blocks of two layers?
 
     def schedules(self) -> list[tuple[int, dict[str, int], int]]:
         return [(self.period, self.offsets, self.fill), *self.alternatives]
@@ -136,9 +137,12 @@ class RoundTiming:
         return max((f[-1] for f in finish.values()), default=0)
 
     def schedule_cycles(self, k: int) -> dict[str, int]:
-        """Cycles for k samples under each static schedule."""
+        """Cycles for k samples under each static schedule. Without shared crossbars every layer
+        is its own pipeline stage and the layer-batched recurrence is exact ("pipelined")."""
         if k <= 1:
             return {"sequential": self.first_sample}
+        if not self.shared:
+            return {"sequential": k * self.first_sample, "pipelined": self.batched_cycles(k)}
         return {"sequential": k * self.first_sample, "periodic": self.periodic_cycles(k),
                 "batched": self.batched_cycles(k), "ordered": self.ordered_cycles(k)}
 
@@ -233,6 +237,16 @@ def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, lis
             busy[x] += cycles[name]
     period = max([*cycles.values(), *busy.values(), period_hint or 0])
     rt = RoundTiming(layers, {n: cycles[n] for n in layers}, deps, crossbars, first, period)
+    owners: dict[int, int] = defaultdict(int)
+    for name in layers:
+        for x in crossbars[name]:
+            owners[x] += 1
+    rt.shared = any(n > 1 for n in owners.values())
+    if not rt.shared:  # no contention: the layers are plain pipeline stages
+        rt.period = max(cycles[n] for n in layers) if layers else 0
+        rt.offsets = {n: finish[n] - cycles[n] for n in layers}
+        rt.fill = first
+        return rt
     rt.period, rt.offsets, rt.fill = _periodic_offsets(rt, period)
     if rt.fill > first:  # contention delays: longer periods may need fewer of them
         seen = {rt.period}
