@@ -25,7 +25,6 @@ from xbarforge.compiler.compile import compile_graph, isaac_like, min_crossbars
 from xbarforge.compiler.execute import execute_mapping, reference_layer
 from xbarforge.compiler.lower import Form, LoweredLayer, candidate_forms, lower
 from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
-from xbarforge.compiler.pack import PackingOverflow
 from xbarforge.graph.capture import capture
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
@@ -275,8 +274,6 @@ def test_unbounded_and_isaac_like(case: tuple[LayerGraph, HardwareSpec]) -> None
     check_json(base)
 
 
-@pytest.mark.xfail(raises=PackingOverflow, strict=False,
-                   reason="objective='none' packs with separate_layers=True but min_crossbars does not")
 def test_objective_none_at_min_budget_without_concurrent_blocks() -> None:
     """Found by the properties above: a budget of min_crossbars must be enough for one packed copy."""
     hw = make_hw(16, 16, 1, 2, "differential", concurrent=False)
