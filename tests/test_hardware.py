@@ -125,7 +125,7 @@ def test_other_presets_derived() -> None:
     assert mnsim.mvm_ns == pytest.approx(688.22979024, abs=1e-6)  # MNSIM PE_latency, 256x256, 9 bits
     edge = load_hardware("edge")
     assert edge.cols_per_weight == 8
-    assert edge.chip.budget == 576
+    assert edge.chip.budget == 1152
     assert edge.mvm_ns == pytest.approx(1000.0)
     hetero = load_hardware("hetero-example")
     assert [(p.rows, p.cols) for p in hetero.chip.pools] == [(64, 64), (128, 128), (256, 256)]

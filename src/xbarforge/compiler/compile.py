@@ -249,7 +249,8 @@ def compile_graph(
         choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
         items, index = _items(choices)
         try:  # keep a layer's blocks apart where the budget allows, so they need not take turns
-            placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.crossbar.concurrent_blocks)
+            placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.crossbar.concurrent_blocks,
+                                    fire_together=True)
         except PackingOverflow:
             placements, bins = pack(items, rows, cols, budget, separate_layers=False)
         blocks = _placed(choices, index, placements)
@@ -371,7 +372,8 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
         starts = _window_starts(graph, [o.tau for o in chosen], schedule) if ceiling else None
         items, index = _items(choices, starts)
         try:
-            placements, bins = pack(items, rows, cols, cap_bins, ceiling, separate_layers=spread, soft=True)
+            placements, bins = pack(items, rows, cols, cap_bins, ceiling, separate_layers=spread, soft=True,
+                                    fire_together=True)
         except PackingOverflow as over:
             if best is not None:  # growing did not fit: keep what did
                 break

@@ -58,6 +58,7 @@ class Bin:
     free_cells: int = 0
     largest: tuple[int, int] = (0, 0)  # tallest and widest free rectangle (a quick reject test)
     layers: set[int] = field(default_factory=set)
+    lines: dict[int, list[tuple[int, int, int, int]]] = field(default_factory=dict)  # layer -> its rects
     windows: list[tuple[int, int]] = field(default_factory=list)  # (start mod P, length) per layer
     busy: int = 0  # sum of window lengths
 
@@ -69,11 +70,17 @@ class Bin:
     def may_fit(self, h: int, w: int) -> bool:
         return h * w <= self.free_cells and h <= self.largest[0] and w <= self.largest[1]
 
-    def best_fit(self, h: int, w: int) -> tuple[int, int, int] | None:
-        """(score, row, col) of the best free position for an h x w item, or None."""
+    def best_fit(self, h: int, w: int, avoid: list[tuple[int, int, int, int]] | None = None
+                 ) -> tuple[int, int, int] | None:
+        """(score, row, col) of the best free position for an h x w item, or None.
+
+        `avoid`: rectangles (row0, row1, col0, col1) whose rows and columns the item may not
+        share (blocks of its own layer, so that all of them fire in one MVM)."""
         best: tuple[int, int, int] | None = None
         for fr, fc, fh, fw in self.free:
             if h <= fh and w <= fw:
+                if avoid and any(fr < r1 and r0 < fr + h or fc < c1 and c0 < fc + w for r0, r1, c0, c1 in avoid):
+                    continue
                 score = min(fh - h, fw - w)
                 if best is None or score < best[0]:
                     best = (score, fr, fc)
@@ -103,6 +110,7 @@ class Bin:
             self.windows.append((it.start % period, it.tau))
             self.busy += it.tau
         self.layers.add(it.layer)
+        self.lines.setdefault(it.layer, []).append((row, row + h, col, col + w))
 
     def window_state(self, it: Item, period: int | None, soft: bool) -> int:
         """0: the item's window is free here; 1 + cycles of overlap: it overlaps but the layers
@@ -143,11 +151,14 @@ class Packer:
 
     Identical items (same layer and size) resume the search at the crossbar the previous one went
     to (after it when layers are kept apart): every crossbar before it lacked room or clashed in
-    time, and crossbars only fill up.
+    time, and crossbars only fill up. When layers may share a crossbar (chips that fire blocks on
+    disjoint rows and columns together), a block joins its own layer only on rows and columns
+    none of that layer's blocks use, so they still fire in one MVM.
     """
 
     def __init__(self, rows: int, cols: int, max_bins: int | None = None, period: int | None = None,
-                 separate_layers: bool = True, soft: bool = False) -> None:
+                 separate_layers: bool = True, soft: bool = False, fire_together: bool = False) -> None:
+        self.fire_together = fire_together
         self.rows, self.cols = rows, cols
         self.max_bins = max_bins
         self.period = period
@@ -171,7 +182,7 @@ class Packer:
             state = b.window_state(it, self.period, self.soft)
             if state < 0 or (state > 0 and fallback is not None and state >= fallback[0]):
                 continue
-            fit = b.best_fit(it.h, it.w)
+            fit = b.best_fit(it.h, it.w, b.lines.get(it.layer) if self.fire_together else None)
             if fit is None:
                 continue
             if state == 0:
@@ -205,10 +216,13 @@ def pack(
     period: int | None = None,
     separate_layers: bool = True,
     soft: bool = False,
+    fire_together: bool = False,
 ) -> tuple[list[Placement], list[Bin]]:
     """Place every item in crossbars of rows x cols; raise PackingOverflow past `max_bins`.
 
-    `separate_layers`: no crossbar holds two blocks of one layer (they would take turns).
+    `separate_layers`: no crossbar holds two blocks of one layer (they would take turns);
+    otherwise, with `fire_together`, blocks of one layer share a crossbar only on disjoint rows
+    and columns (where the chip fires such blocks in one MVM).
     `period`: layers sharing a crossbar must together be busy at most one period, and their
     windows must not overlap modulo the period (`soft`: overlap is allowed but avoided; the
     periodic schedule then pays delays, which the latency model counts).
@@ -222,7 +236,7 @@ def pack(
         for i, it in enumerate(items):
             bins[i].place(0, 0, it, period)
         return [Placement(it.key, i, 0, 0) for i, it in enumerate(items)], bins
-    packer = Packer(rows, cols, None, period, separate_layers, soft)
+    packer = Packer(rows, cols, None, period, separate_layers, soft, fire_together and not separate_layers)
     best = ([packer.add(it) for it in sort_items(items)], packer.bins)
     if separate_layers:
         other = _bins_first(items, rows, cols, period, soft)
