@@ -266,15 +266,16 @@ def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
 
 
 def mapping_timing(mapping: Mapping, schedule: str | None = None) -> Timing:
+    """Timing of every reprogramming round; a layer whose blocks span two rounds runs in both."""
     schedule = schedule or mapping.schedule
-    xbars = layer_crossbars(mapping)
     cycles = {lp.name: lp.cycles for lp in mapping.layers}
     preds = {lp.name: lp.preds for lp in mapping.layers}
-    rounds: dict[int, list[str]] = defaultdict(list)
-    for lp in mapping.layers:
-        rounds[lp.round].append(lp.name)
-    return Timing(
-        [round_timing(names, cycles, preds, xbars, schedule, mapping.period_hint)
-         for _, names in sorted(rounds.items())],
-        schedule,
-    )
+    per_round: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for b in mapping.blocks:
+        per_round[b.round][b.layer].add(b.crossbar)
+    rounds = []
+    for r in sorted(per_round):
+        names = [lp.name for lp in mapping.layers if lp.name in per_round[r]]
+        xbars = {name: sorted(per_round[r][name]) for name in names}
+        rounds.append(round_timing(names, cycles, preds, xbars, schedule, mapping.period_hint))
+    return Timing(rounds, schedule)
