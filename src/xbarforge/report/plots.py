@@ -1,0 +1,202 @@
+"""PNG pictures of a mapping (matplotlib, Agg backend: no display needed).
+
+* `plot_occupancy(mapping, path)`: one square per crossbar, every placed block drawn at its row
+  and column offsets and coloured by layer (legend: the layers holding the most cells). Models
+  mapped in reprogramming rounds get one panel per round. At most `MAX_CROSSBARS` crossbars are
+  drawn; the title says when the picture shows only the first ones.
+* `plot_layers(report, path)`: per-layer utilization as bars and per-layer time (log scale) on a
+  second axis, from the report dict of `xbarforge.compile`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import PatchCollection  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+
+from xbarforge.report.table import fmt_time  # noqa: E402
+
+__all__ = ["MAX_CROSSBARS", "MAX_LEGEND", "MAX_ROUND_PANELS", "layer_colors", "plot_layers", "plot_occupancy"]
+
+MAX_CROSSBARS = 256  # crossbars drawn in the occupancy map (over all panels)
+MAX_ROUND_PANELS = 4  # reprogramming rounds drawn side by side
+MAX_LEGEND = 12  # layers named in the legend
+
+
+def layer_colors(names: list[str]) -> dict[str, Any]:
+    """A colour per layer name, in network order, from 60 qualitative colours (then repeating)."""
+    palette = []
+    for cmap_name in ("tab20", "tab20b", "tab20c"):
+        cmap = plt.get_cmap(cmap_name)
+        # the dark and light shades of one hue alternate in tab20: take the dark ones first
+        palette += [cmap(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def _layer_names(mapping: Any) -> list[str]:
+    names = [lp.name for lp in getattr(mapping, "layers", [])]
+    for b in mapping.blocks:
+        if b.layer not in names:
+            names.append(b.layer)
+    return names
+
+
+def plot_occupancy(mapping: Any, path: str | Path, max_crossbars: int = MAX_CROSSBARS) -> Path:
+    """Draw the crossbar occupancy map of `mapping` (a `Mapping`) to the PNG file `path`."""
+    rows, cols = mapping.crossbar_rows, mapping.crossbar_cols
+    names = _layer_names(mapping)
+    colors = layer_colors(names)
+    by_round: dict[int, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for b in mapping.blocks:
+        by_round[b.round][b.crossbar].append(b)
+    rounds_all = sorted(by_round) or [0]
+    total_xbars = sum(len(x) for x in by_round.values())
+    rounds = rounds_all[:MAX_ROUND_PANELS]
+    per_panel = max(1, max_crossbars // len(rounds))
+    panels = []
+    for r in rounds:
+        ids = sorted(by_round[r])
+        panels.append((r, ids[:per_panel], len(ids)))
+    shown = sum(len(ids) for _, ids, _ in panels)
+
+    n_max = max((len(ids) for _, ids, _ in panels), default=1) or 1
+    grid_cols = max(1, math.ceil(math.sqrt(n_max * 1.6)))
+    grid_rows = max(1, math.ceil(n_max / grid_cols))
+    cell = min(0.7, max(0.22, 7.0 / grid_cols))  # inches per crossbar
+    panel_w, panel_h = grid_cols * cell * 1.12, grid_rows * cell * 1.12
+    two_line_title = shown < total_xbars
+    show_panel_titles = len(rounds_all) > 1 or any(len(ids) < n for _, ids, n in panels)
+    legend_w = 2.8
+    title_h = 0.35 + (0.2 if two_line_title else 0.0) + (0.3 if show_panel_titles else 0.0)
+    fig_w = max(6.0, panel_w * len(panels) + 0.3 * (len(panels) - 1) + legend_w + 0.4)
+    fig_h = max(3.0, panel_h + title_h + 0.5)
+    fig, axes = plt.subplots(1, len(panels), figsize=(fig_w, fig_h), squeeze=False)
+    fig.subplots_adjust(left=0.2 / fig_w, right=1 - (legend_w + 0.2) / fig_w, bottom=0.2 / fig_h,
+                        top=1 - title_h / fig_h, wspace=0.3 / max(panel_w, 0.1))
+    cells_by_layer: dict[str, int] = defaultdict(int)
+    for b in mapping.blocks:
+        cells_by_layer[b.layer] += b.weights
+
+    gap = 0.12
+    for ax, (r, ids, n_in_round) in zip(axes[0], panels, strict=True):
+        frames, patches, facecolors = [], [], []
+        for i, xb in enumerate(ids):
+            gx, gy = i % grid_cols, i // grid_cols
+            x0, y0 = gx * (1 + gap), gy * (1 + gap)
+            frames.append(Rectangle((x0, y0), 1, 1))
+            for b in by_round[r][xb]:
+                # row offset grows downwards (the y axis is inverted below)
+                patches.append(Rectangle((x0 + b.col_offset / cols, y0 + b.row_offset / rows),
+                                         b.width / cols, b.height / rows))
+                facecolors.append(colors[b.layer])
+        ax.add_collection(PatchCollection(frames, facecolor="#f2f2f2", edgecolor="#555555", linewidth=0.6))
+        if patches:
+            lw = 0.3 if len(patches) < 2000 else 0.0
+            ax.add_collection(PatchCollection(patches, facecolor=facecolors, edgecolor="white", linewidth=lw))
+        ax.set_xlim(-gap, grid_cols * (1 + gap))
+        ax.set_ylim(grid_rows * (1 + gap), -gap)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        if len(rounds_all) > 1 or len(ids) < n_in_round:
+            more = f", first {len(ids)} shown" if len(ids) < n_in_round else ""
+            ax.set_title(f"round {r + 1}: {n_in_round} crossbars{more}", fontsize=9)
+
+    used = getattr(mapping, "crossbars_used", total_xbars)
+    title = f"{mapping.model}: crossbar occupancy, {used} crossbars of {rows}x{cols}"
+    if len(rounds_all) > 1:
+        title += f", {len(rounds_all)} reprogramming rounds"
+        if len(rounds) < len(rounds_all):
+            title += f" (first {len(rounds)} shown)"
+    if shown < total_xbars:
+        title += f"\nshowing the first {shown} of {total_xbars} crossbars"
+    fig.suptitle(title, fontsize=10)
+
+    largest = sorted(cells_by_layer, key=lambda n: -cells_by_layer[n])[:MAX_LEGEND]
+    handles = [Patch(facecolor=colors[n], label=n) for n in sorted(largest, key=names.index)]
+    if len(cells_by_layer) > len(largest):
+        handles.append(Patch(facecolor="none", edgecolor="none",
+                             label=f"(+{len(cells_by_layer) - len(largest)} smaller layers)"))
+    handles.append(Patch(facecolor="#f2f2f2", edgecolor="#555555", label="empty cells"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_w / fig_w, 0.5), fontsize=7,
+               title="largest layers (cells)", title_fontsize=8, frameon=False)
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_layers(report: dict[str, Any], path: str | Path) -> Path:
+    """Per-layer utilization (bars, left axis) and time per layer (dots, log right axis) to `path`."""
+    layers = report.get("layers", [])
+    n = len(layers)
+    names = [str(layer["name"]) for layer in layers]
+    util = [100.0 * float(layer.get("utilization") or 0.0) for layer in layers]
+    time_us = [float(layer.get("time_ns") or 0.0) / 1e3 for layer in layers]
+    colors = layer_colors(names)
+
+    width = max(6.0, min(24.0, 0.22 * n + 2.5))
+    fig, ax = plt.subplots(figsize=(width, 4.6))
+    xs = list(range(n))
+    ax.bar(xs, util, color=[colors[nm] for nm in names], edgecolor="#333333", linewidth=0.3,
+           label="utilization of the layer's blocks (%)")
+    overall = report.get("utilization")
+    if overall is not None:
+        denom = "budget" if report.get("crossbars_budget") else "crossbars used"
+        ax.axhline(100 * overall, color="#444444", linestyle="--", linewidth=0.8,
+                   label=f"chip utilization {100 * overall:.1f}% (of the {denom})")
+    rounds_of = [int(layer.get("round", 0)) for layer in layers]
+    for i in range(1, n):
+        if rounds_of[i] != rounds_of[i - 1]:
+            ax.axvline(i - 0.5, color="#888888", linestyle=":", linewidth=1.0)
+            ax.text(i - 0.4, 103, f"round {rounds_of[i] + 1}", fontsize=7, color="#555555", va="bottom")
+    ax.set_ylim(0, 125)  # headroom for the legend
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("utilization (%)")
+    ax.set_xlim(-0.7, n - 0.3)
+    step = max(1, math.ceil(n / 80))
+    ax.set_xticks(xs[::step])
+    ax.set_xticklabels(names[::step], rotation=90, fontsize=6 if n > 30 else 7)
+
+    ax2 = ax.twinx()
+    ax2.plot(xs, time_us, color="#c0392b", marker="o", markersize=3, linewidth=0.8,
+             label="layer time")
+    positive = [t for t in time_us if t > 0]
+    if positive and max(positive) / min(positive) > 20:
+        ax2.set_yscale("log")
+        ax2.set_ylim(min(positive) / 2, max(positive) * 6)  # headroom for the legend
+    else:
+        ax2.set_ylim(0, (max(time_us) if time_us else 1.0) * 1.3 or 1.0)
+    log = ax2.get_yscale() == "log"
+    ax2.set_ylabel("time per layer (us" + (", log scale)" if log else ")"), color="#c0392b")
+    ax2.tick_params(axis="y", colors="#c0392b")
+
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper left", ncol=3, fontsize=7, frameon=False)
+    shape = "x".join(str(s) for s in report.get("input_shape", []))
+    title = f"{report.get('model')} {shape} on {report.get('hardware')}"
+    title += f": {report.get('crossbars_used')} crossbars"
+    rounds = report.get("rounds") or 1
+    if rounds > 1:
+        title += f", {rounds} reprogramming rounds"
+    one = report.get("latency_ns", {}).get("1")
+    if one is not None:
+        title += f", one-sample latency {fmt_time(float(one))}"
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out
