@@ -337,7 +337,8 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
                 results[ceiling] = (found, score)
         return results[ceiling][1]
 
-    real(None)
+    if real(None) == math.inf:  # not even the k = 1 choice packs: periods only add constraints
+        return None
     for c in ladder[:: effort.stride]:
         real(c)
     tried = sorted(c for c in results if c is not None)
@@ -377,7 +378,7 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
         except PackingOverflow as over:
             if best is not None:  # growing did not fit: keep what did
                 break
-            fill *= cap_bins / over.needed * 0.995
+            fill *= min(0.97, cap_bins / over.needed * 0.995)  # plan with the fill packing reached
             continue
         if ceiling and spread:
             placements = _repair(graph, schedule, items, placements, bins, ceiling, cap_bins)

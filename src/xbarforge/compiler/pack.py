@@ -260,8 +260,9 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
     left = {layer: sum(h * w * len(v) for (h, w), v in by_shape.items()) for layer, by_shape in shapes.items()}
 
     def smallest(layer: int) -> int:
-        return min(h * w for (h, w), v in shapes[layer].items() if v)
+        return min((h * w for (h, w), v in shapes[layer].items() if v), default=0)
 
+    least = {layer: smallest(layer) for layer in shapes}  # smallest block a layer still has
     bins: list[Bin] = []
     placements: list[Placement] = []
     while any(left.values()):
@@ -269,8 +270,7 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
         # placing a layer only changes that layer's standing, so one ordering serves the whole bin;
         # with soft windows, layers whose window overlaps the bin's come in a second pass
         order = sorted((layer for layer in shapes if left[layer]), key=lambda layer: (-left[layer], layer))
-        least = {layer: smallest(layer) for layer in order}
-        floor = min(least.values())
+        floor = min(least[layer] for layer in order)
         for overlapping in (False, True) if (soft and period) else (False,):
             for layer in order:
                 if b.free_cells < floor:
@@ -292,6 +292,8 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
                     b.place(fit[1], fit[2], it, period)
                     placements.append(Placement(it.key, len(bins), fit[1], fit[2]))
                     left[layer] -= it.h * it.w
+                    if not stack:
+                        least[layer] = smallest(layer)
                     break
         bins.append(b)
     return placements, bins
