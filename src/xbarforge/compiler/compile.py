@@ -151,7 +151,7 @@ def _shares_lines(a: PlacedBlock, b: PlacedBlock) -> bool:
 def _finish(graph, hw, choices, blocks, crossbars_used, budget, schedule, objective, seed,
             rounds=1, min_crossbars=None) -> Mapping:
     plans = _plans(graph, choices)
-    serial = _serial_counts(blocks, hw.crossbar.concurrent_blocks)
+    serial = _serial_counts(blocks, hw.fires_blocks_together)
     first_round: dict[str, int] = {}
     for b in blocks:
         first_round.setdefault(b.layer, b.round)
@@ -249,7 +249,7 @@ def compile_graph(
         choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
         items, index = _items(choices)
         try:  # keep a layer's blocks apart where the budget allows, so they need not take turns
-            placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.crossbar.concurrent_blocks,
+            placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.fires_blocks_together,
                                     fire_together=True)
         except PackingOverflow:
             placements, bins = pack(items, rows, cols, budget, separate_layers=False)
@@ -259,7 +259,7 @@ def compile_graph(
 
     layers = graph.mvm_layers
     forms = [[lower(layer, hw, f) for f in candidate_forms(layer, hw)] for layer in layers]
-    max_blocks = None if hw.crossbar.concurrent_blocks else budget
+    max_blocks = None if hw.fires_blocks_together else budget
     options = [layer_options(fs, max_blocks, budget * rows * cols, rows * cols) for fs in forms]
     base = [lower(layer, hw) for layer in layers]
     base_first = sum(b.tau(1) for b in base)
@@ -289,7 +289,7 @@ def _ceilings(options: list[list[Option]], budget: int, hw: HardwareSpec, steps:
     one block-MVM per cycle, so the period is at least the block-MVMs per sample / budget)."""
     hi = max(opts[0].tau for opts in options)
     lo = max(opts[-1].tau for opts in options)
-    if not hw.crossbar.concurrent_blocks:
+    if not hw.fires_blocks_together:
         lo = max(lo, math.ceil(sum(min(o.time for o in opts) for opts in options) / budget))
     if lo >= hi:
         return [hi]
@@ -364,7 +364,7 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
     """
     rows, cols = hw.crossbar.rows, hw.usable_cols
     xbar_cells = rows * cols
-    spread = not hw.crossbar.concurrent_blocks
+    spread = not hw.fires_blocks_together
     cap_bins, best, best_fill, grown = budget, None, fill, False
     for _ in range(MAX_REFITS):
         idx = fill_options(options, start, cap_bins * xbar_cells * fill, xbar_cells, ceiling, spread)

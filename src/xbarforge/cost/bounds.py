@@ -33,7 +33,7 @@ def period_bound(forms: list[list[LoweredLayer]], hw: HardwareSpec, budget: int)
             lo, hi = (lo, mid) if cells_at(mid) <= cap else (mid, hi)
         p_cells = hi
     p_time = 0.0
-    if not hw.crossbar.concurrent_blocks:
+    if not hw.fires_blocks_together:
         p_time = sum(min(len(f.blocks) * f.pixels * f.mvms_per_pixel for f in fs) for fs in forms) / budget
     return max(p_cells, p_time, float(p_min))
 

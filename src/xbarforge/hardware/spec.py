@@ -55,7 +55,8 @@ class CrossbarSpec(_Strict):
         True,
         description=(
             "blocks of the same layer that share no rows and no columns of a crossbar fire in one"
-            " MVM; False: a crossbar fires one block at a time"
+            " MVM (not with offset encoding, whose reference column sums every driven row);"
+            " False: a crossbar fires one block at a time"
         ),
     )
     g_on_us: PositiveFloat = Field(100.0, description="on conductance, microsiemens")
@@ -170,6 +171,16 @@ class HardwareSpec(_Strict):
         return self
 
     # ---- derived quantities used by the compiler and the cost model ----
+
+    @property
+    def fires_blocks_together(self) -> bool:
+        """Can blocks of one layer on disjoint rows and columns of a crossbar fire in one MVM?
+
+        Only where `crossbar.concurrent_blocks` says so and the encoding allows it: with offset
+        encoding the crossbar's one reference column sums every driven row, so two blocks read
+        together would share one correction.
+        """
+        return self.crossbar.concurrent_blocks and self.crossbar.encoding != "offset"
 
     @property
     def cols_per_weight(self) -> int:
