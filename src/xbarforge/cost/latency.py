@@ -242,6 +242,10 @@ def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, lis
         for x in crossbars[name]:
             owners[x] += 1
     rt.shared = any(n > 1 for n in owners.values())
+    if rt.shared and schedule != "chain":
+        # parallel branches of one sample may share a crossbar: place the sample in layer order,
+        # each layer when its inputs and its crossbars are free
+        rt.first_sample = max((f[0] for f in rt.ordered_finish(1).values()), default=0)
     if not rt.shared:  # no contention: the layers are plain pipeline stages
         rt.period = max(cycles[n] for n in layers) if layers else 0
         rt.offsets = {n: finish[n] - cycles[n] for n in layers}
