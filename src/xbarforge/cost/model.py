@@ -8,13 +8,14 @@ call this see the same numbers the user does.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.cost.area import chip_area_mm2
 from xbarforge.cost.bounds import period_lower_bound
 from xbarforge.cost.energy import mapping_energy
-from xbarforge.cost.latency import layer_crossbars, mapping_timing
+from xbarforge.cost.latency import mapping_timing
 from xbarforge.hardware.spec import HardwareSpec
 
 
@@ -29,12 +30,17 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     # every round reprograms the same crossbars, so each round counts the chip once
     counted = (mapping.crossbars_budget or mapping.crossbars_used) * mapping.rounds
     lat = {str(k): timing.cycles(k) * ns for k in samples}
-    xbars = layer_crossbars(mapping)
     layer_cycles = timing.layer_cycles
+    # per-layer utilization: how full the crossbars holding the layer's blocks are (all layers' weights)
+    held: dict[tuple[int, int], int] = defaultdict(int)
+    xbars: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for b in mapping.blocks:
+        held[(b.round, b.crossbar)] += b.weights
+        xbars[b.layer].add((b.round, b.crossbar))
     layers = []
     for lp in mapping.layers:
-        rect = sum(b.height * b.width for b in mapping.blocks if b.layer == lp.name)
-        w = sum(b.weights for b in mapping.blocks if b.layer == lp.name)
+        mine = xbars.get(lp.name, set())
+        fill = sum(held[x] for x in mine) / (len(mine) * cells) if mine else 0.0
         layers.append(
             {
                 "name": lp.name,
@@ -42,8 +48,8 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
                 "form": lp.form.label(),
                 "blocks": lp.blocks_per_copy * lp.copies,
                 "copies": lp.copies,
-                "crossbars": len(xbars.get(lp.name, [])),
-                "utilization": w / rect if rect else 0.0,
+                "crossbars": len(mine),
+                "utilization": fill,
                 "cycles": layer_cycles[lp.name],
                 "serial": lp.serial,
                 "time_ns": layer_cycles[lp.name] * ns,

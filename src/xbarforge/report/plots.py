@@ -150,7 +150,7 @@ def plot_layers(report: dict[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(width, 4.6))
     xs = list(range(n))
     ax.bar(xs, util, color=[colors[nm] for nm in names], edgecolor="#333333", linewidth=0.3,
-           label="utilization of the layer's blocks (%)")
+           label="utilization of the layer's crossbars (%)")
     overall = report.get("utilization")
     if overall is not None:
         denom = "budget" if report.get("crossbars_budget") else "crossbars used"
