@@ -304,9 +304,13 @@ class Effort:
     steps: int
     stride: int
     refine: int
+    fills: tuple[float, ...] = (1.0,)  # packing fills tried per period, relative to the last achieved
 
 
-EFFORTS = {"fast": Effort(steps=6, stride=2, refine=0), "thorough": Effort(steps=40, stride=1, refine=3)}
+EFFORTS = {
+    "fast": Effort(steps=6, stride=2, refine=0),
+    "thorough": Effort(steps=40, stride=1, refine=3, fills=(1.0, 0.95, 0.9)),
+}
 
 
 def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization, effort):
@@ -330,11 +334,17 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
             if any(j is None for j in start) or sum(options[i][j].blocks for i, j in enumerate(start)) > MAX_BLOCKS:
                 results[ceiling] = (None, math.inf)
             else:
-                found, score, achieved = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
-                                              ceiling, start, fill[0], min_utilization)
-                if found is not None:  # a failed period says nothing about the fill of the others
-                    fill[0] = achieved
-                results[ceiling] = (found, score)
+                # the landscape is rugged: fewer copies can leave room that removes contention
+                best: tuple[object, float] = (None, math.inf)
+                base_fill = fill[0]
+                for f in effort.fills:
+                    found, score, achieved = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
+                                                  ceiling, start, base_fill * f, min_utilization)
+                    if found is not None and f == effort.fills[0]:  # a failed period says nothing of others
+                        fill[0] = achieved
+                    if score < best[1]:
+                        best = (found, score)
+                results[ceiling] = best
         return results[ceiling][1]
 
     if real(None) == math.inf:  # not even the k = 1 choice packs: periods only add constraints
