@@ -147,12 +147,7 @@ def hand_mapping(graph: LayerGraph, hw: HardwareSpec, forms: dict[str, Form], co
     plans, items, meta = [], [], []
     for li, layer in enumerate(graph.mvm_layers):
         low = lower(layer, hw, forms.get(layer.name))
-        plans.append(LayerPlan(
-            name=layer.name, kind=layer.kind, describe=layer.describe(), form=low.form, copies=copies,
-            blocks_per_copy=len(low.blocks), mvms_per_pixel=low.mvms_per_pixel, pixels=low.pixels,
-            rows_per_group=layer.rows_per_group, cols_per_group=layer.cols_per_group * hw.cols_per_weight,
-            groups=layer.groups, tau=low.tau(copies),
-        ))
+        plans.append(LayerPlan.from_lowered(low, copies))
         for c in range(copies):
             for b in low.blocks:
                 items.append(Item(len(items), b.height, b.width, li))

@@ -292,12 +292,7 @@ def hand_mapping(graph: LayerGraph, hw: HardwareSpec, lowered: dict[str, Lowered
     plans, blocks = [], []
     for layer in graph.mvm_layers:
         low = lowered[layer.name]
-        plans.append(LayerPlan(
-            name=layer.name, kind=layer.kind, describe=layer.describe(), form=low.form, copies=copies,
-            blocks_per_copy=len(low.blocks), mvms_per_pixel=low.mvms_per_pixel, pixels=low.pixels,
-            rows_per_group=layer.rows_per_group, cols_per_group=layer.cols_per_group * hw.cols_per_weight,
-            groups=layer.groups, tau=low.tau(copies),
-        ))
+        plans.append(LayerPlan.from_lowered(low, copies))
         for c in range(copies):
             for b in low.blocks:
                 # a varying corner offset keeps the check honest about offsets

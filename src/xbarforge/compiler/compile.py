@@ -38,35 +38,7 @@ class _Choice:
 
 def _plans(graph: LayerGraph, choices: list[_Choice]) -> list[LayerPlan]:
     preds = graph.mvm_predecessors()
-    plans = []
-    for ch in choices:
-        low, layer = ch.lowered, ch.lowered.layer
-        plans.append(
-            LayerPlan(
-                name=layer.name,
-                kind=layer.kind,
-                describe=layer.describe(),
-                form=low.form,
-                copies=ch.copies,
-                blocks_per_copy=len(low.blocks),
-                mvms_per_pixel=low.mvms_per_pixel,
-                pixels=low.pixels,
-                rows_per_group=layer.rows_per_group,
-                cols_per_group=layer.cols_per_group * low.cols_per_weight,
-                groups=layer.groups,
-                tau=low.tau(ch.copies),
-                preds=preds[layer.name],
-                out_elems=int(_prod(layer.out_shape)),
-            )
-        )
-    return plans
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for s in shape:
-        out *= s
-    return out
+    return [LayerPlan.from_lowered(ch.lowered, ch.copies, preds[ch.lowered.name]) for ch in choices]
 
 
 def _items(choices: list[_Choice], starts: list[int] | None = None) -> tuple[list[Item], list[tuple[int, int, int]]]:

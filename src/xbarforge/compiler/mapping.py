@@ -9,11 +9,12 @@ to JSON and loads back without the model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xbarforge.compiler.lower import Form
+from xbarforge.compiler.lower import Form, LoweredLayer
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,18 @@ class LayerPlan:
     def cycles(self) -> int:
         """Layer time in MVM cycles: tau times the blocks that take turns."""
         return self.tau * self.serial
+
+    @classmethod
+    def from_lowered(cls, low: LoweredLayer, copies: int, preds: list[str] | None = None) -> LayerPlan:
+        """The plan for `copies` copies of a lowered layer (serial and round set after placement)."""
+        layer = low.layer
+        return cls(
+            name=layer.name, kind=layer.kind, describe=layer.describe(), form=low.form, copies=copies,
+            blocks_per_copy=len(low.blocks), mvms_per_pixel=low.mvms_per_pixel, pixels=low.pixels,
+            rows_per_group=layer.rows_per_group, cols_per_group=layer.cols_per_group * low.cols_per_weight,
+            groups=layer.groups, tau=low.tau(copies), preds=list(preds or []),
+            out_elems=math.prod(layer.out_shape),
+        )
 
 
 @dataclass
