@@ -93,30 +93,53 @@ class RoundTiming:
         finish = self.batched_finish(k)
         return max((f[-1] for f in finish.values()), default=0)
 
-    def job_order(self, k: int) -> list[tuple[int, int]]:
-        """(sample, layer index) in the order crossbars serve them in the ordered schedule: by
-        when each job would start if no crossbar were shared (sample i at layer l: S_l + i * max
-        T, S_l the first sample's start), earlier layers first on ties."""
+    def _orders(self, k: int) -> list[list[tuple[int, int]]]:
+        """Candidate arbitration orders: by when each job would start with no crossbar shared
+        (sample i at layer l: S_l + i * max T, S_l the first sample's start), and by its start in
+        the fastest periodic schedule for k (self-timed, that order is never slower than the
+        periodic schedule itself). Earlier layers first on ties."""
         top = max(self.cycles.values(), default=0)
         start, t = [], 0
         for name in self.layers:
             start.append(t)
             t += self.cycles[name]
-        jobs = [(i * top + start[li], li, i) for i in range(k) for li in range(len(self.layers))]
-        jobs.sort()
-        return [(i, li) for _, li, i in jobs]
+        keys = [(top, start)]
+        sched = self.best_schedule(k)
+        if sched is not None:
+            period, offsets, _ = sched
+            keys.append((period, [offsets[name] for name in self.layers]))
+        orders = []
+        for step, first in keys:
+            jobs = sorted((i * step + first[li], li, i) for i in range(k) for li in range(len(self.layers)))
+            orders.append([(i, li) for _, li, i in jobs])
+        return orders
+
+    def job_order(self, k: int) -> list[tuple[int, int]]:
+        """The order crossbars serve (sample, layer index) jobs in the ordered schedule: the
+        faster of `_orders`."""
+        return self._ordered(k)[0]
+
+    def _ordered(self, k: int) -> tuple[list[tuple[int, int]], dict[str, list[int]]]:
+        cache = self.__dict__.setdefault("_ordered_cache", {})
+        if k not in cache:
+            runs = [(order, self._run_order(order, k)) for order in self._orders(k)]
+            cache[k] = min(runs, key=lambda run: max((f[-1] for f in run[1].values()), default=0))
+        return cache[k]
 
     def ordered_finish(self, k: int) -> dict[str, list[int]]:
         """Finish times in the ordered schedule: every crossbar serves jobs in `job_order`, each
         job as soon as its inputs, its layer's previous sample and its crossbars allow. This is
         how a self-timed chip with a fixed arbitration order runs; it needs no period."""
+        return self._ordered(k)[1]
+
+    def _run_order(self, order: list[tuple[int, int]], k: int) -> dict[str, list[int]]:
         index = {name: i for i, name in enumerate(self.layers)}
         xbars = [self.crossbars[name] for name in self.layers]
         deps = [[index[p] for p in self.preds[name] if p in index] for name in self.layers]
         cycles = [self.cycles[name] for name in self.layers]
         free = [0] * (1 + max((x for xs in xbars for x in xs), default=0))
         finish = [[0] * k for _ in self.layers]
-        for i, li in self.job_order(k):
+        for i, li in order:
             row = finish[li]
             ready = row[i - 1] if i else 0
             for p in deps[li]:
