@@ -28,6 +28,7 @@ OBJECTIVES = ("balanced", "throughput", "latency", "none")
 SCHEDULES = ("chain", "dag")
 MAX_REFITS = 6
 PRIOR_FILL = 0.9  # packing fill assumed before the first real packing
+REFINE_TOP = 3  # periods refined per round
 
 
 @dataclass
@@ -276,12 +277,17 @@ class Effort:
     steps: int
     stride: int
     refine: int
-    fills: tuple[float, ...] = (1.0,)  # packing fills tried per period, relative to the last achieved
+    fills: tuple[float, ...] = ()  # planning fills tried per period; () = the last one packing reached
+    focus: tuple[float, ...] = ()  # also try these multiples of the fastest reachable period
 
 
+# Pipelined mappings that pay off sit at 2x to 3.5x the fastest reachable period (measured on the
+# RNC SqueezeNet comparison, benchmarks/compile_bench.py): "fast" packs only those and no period at
+# all; "thorough" also walks a fine ladder from no duplication down, with three fills per period.
 EFFORTS = {
-    "fast": Effort(steps=6, stride=2, refine=0),
-    "thorough": Effort(steps=40, stride=1, refine=3, fills=(1.0, 0.95, 0.9)),
+    "fast": Effort(steps=1, stride=2, refine=0, focus=(2.0, 2.75, 3.5)),
+    "thorough": Effort(steps=40, stride=1, refine=2, fills=(1.0, 0.95, 0.9, 0.85),
+                       focus=(2.0, 2.25, 2.5, 2.75, 3.0, 3.5)),
 }
 
 
@@ -291,8 +297,9 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
     For a period P every layer first takes its cheapest option with tau <= P, then the capacity
     left goes to cutting sum tau (`fill_options`); P = None means no period (the k = 1 choice).
     Packing is what costs time, so `effort` decides how many periods are packed: every
-    `stride`-th step of a geometric ladder, then `refine` rounds that try halfway between the
-    best period and its neighbours. Packing lets the windows of layers that share a crossbar
+    `stride`-th step of a geometric ladder, a few multiples of the fastest reachable period
+    (`focus`), then `refine` rounds that try halfway between each of the best periods and its
+    neighbours. Packing lets the windows of layers that share a crossbar
     overlap as long as they fit one period (dense); the schedules pay any delay, and every score
     comes from the real latency model on the real packing.
     """
@@ -308,11 +315,12 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
             else:
                 # the landscape is rugged: fewer copies can leave room that removes contention
                 best: tuple[object, float] = (None, math.inf)
-                base_fill = fill[0]
-                for f in effort.fills:
+                # fast: start from the fill the last packing reached; thorough: fixed fills, so the
+                # result does not depend on the order periods are tried in
+                for f in effort.fills or (fill[0],):
                     found, score, achieved = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
-                                                  ceiling, start, base_fill * f, min_utilization)
-                    if found is not None and f == effort.fills[0]:  # a failed period says nothing of others
+                                                  ceiling, start, f, min_utilization)
+                    if found is not None and not effort.fills:  # a failed period says nothing of others
                         fill[0] = achieved
                     if score < best[1]:
                         best = (found, score)
@@ -323,13 +331,15 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
         return None
     for c in ladder[:: effort.stride]:
         real(c)
+    for m in effort.focus if ladder else ():
+        real(min(ladder[0], round(ladder[-1] * m)))
     tried = sorted(c for c in results if c is not None)
     for _ in range(effort.refine if tried else 0):
-        best = min(tried, key=lambda c: results[c][1])
-        i = tried.index(best)
-        for j in (i - 1, i + 1):
-            if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
-                real((tried[j] + best) // 2)
+        for best in sorted(tried, key=lambda c: results[c][1])[:REFINE_TOP]:  # rugged: refine several
+            i = tried.index(best)
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
+                    real((tried[j] + best) // 2)
         tried = sorted(c for c in results if c is not None)
     found, _ = min(results.values(), key=lambda r: r[1])
     return None if found is None else found[:-1]
