@@ -404,3 +404,17 @@ def test_option_parsers() -> None:
     for bad in ("3x64", "3x0x4", "axbxc", ""):
         with pytest.raises(Exception, match="expected CxHxW"):
             parse_shape(bad)
+
+
+def test_effort_option(tmp_path: Path) -> None:
+    """Both efforts compile and fit the budget; an unknown effort is one line."""
+    reports = {}
+    for effort in ("fast", "thorough"):
+        out = tmp_path / f"{effort}.json"
+        code, _, _ = run_cli(["compile", "resnet20", "--input", "3x32x32", "--hw", "rnc-paper", "--crossbars", "30",
+                              "--samples", "1,8", "--effort", effort, "--json", str(out), "--quiet"])
+        assert code == 0
+        reports[effort] = json.loads(out.read_text())
+    for rep in reports.values():
+        assert rep["crossbars_used"] <= 30 and min(rep["speedup"].values()) > 0
+    assert_one_line_error(*run_cli(["compile", "resnet20", "--effort", "max"]))

@@ -38,6 +38,7 @@ PROG = "xbarforge"
 DEFAULT_HW = "edge"
 DEFAULT_SAMPLES = (1, 8, 64)
 OBJECTIVES = ("balanced", "throughput", "latency", "none")
+EFFORTS = ("fast", "thorough")
 SCHEDULES = ("chain", "dag")
 DEMO = {"model": "mobilenetv3_small", "input": (3, 64, 64), "classes": 10, "hw": "edge"}
 
@@ -292,7 +293,10 @@ def _add_compile_options(p: argparse.ArgumentParser, with_model: bool = True) ->
     p.add_argument("--schedule", choices=SCHEDULES, default="chain",
                    help="layers as a chain (as RNC) or as a DAG (branches overlap); default: chain")
     p.add_argument("--min-util", dest="min_util", type=fraction, metavar="U",
-                   help="lowest acceptable utilization of the budget, e.g. 0.85")
+                   help="fill the crossbars used at least this much (weights / cells), e.g. 0.85")
+    p.add_argument("--effort", choices=EFFORTS, default="fast",
+                   help="period search: fast (milliseconds, for search loops) or thorough (seconds,"
+                        " packs many more pipeline periods); default: fast")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (recorded in the report)")
     p.add_argument("--json", metavar="OUT.json", help="write the report (JSON) to this file")
     p.add_argument("--mapping", metavar="MAPPING.json",
@@ -384,7 +388,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             mapping = xbarforge.compile(
                 model, hw, crossbars=args.crossbars, input_shape=shape, num_classes=args.classes,
                 samples=args.samples, objective=args.objective, schedule=args.schedule, seed=args.seed,
-                min_utilization=args.min_util,
+                min_utilization=args.min_util, effort=args.effort,
             )
     _show_warnings(caught)
     report = mapping.report
