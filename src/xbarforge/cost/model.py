@@ -68,6 +68,8 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         "utilization_denominator": "budget" if mapping.crossbars_budget else "crossbars used",
         "rounds": mapping.rounds,
         "cycles": {str(k): timing.cycles(k) for k in samples},
+        # which static schedule gives latency(k): sequential, periodic, batched, ordered or pipelined
+        "schedule_used": {str(k): "+".join(r.schedule_for(k) for r in timing.rounds) for k in samples},
         "latency_ns": lat,
         "period_cycles": timing.period,
         "throughput_per_s": 1e9 / period_ns if period_ns else 0.0,

@@ -259,6 +259,9 @@ def summary_panel(report: dict[str, Any]) -> Panel:
         f"   crossbar: {report.get('crossbar')}   MVM: {report.get('mvm_ns', 0):.3f} ns"
         f"   seed: {report.get('seed')}",
     ]
+    if report.get("schedule_used"):
+        used = ", ".join(f"k={k} {name}" for k, name in report["schedule_used"].items())
+        lines.append(f"static schedule giving each latency: {used}")
     lines.append(
         f"reprogramming rounds: {rounds}   fewest crossbars for one copy: {report.get('min_crossbars')}"
     )
