@@ -1,16 +1,16 @@
 """The compiler: LayerGraph + HardwareSpec + budget -> Mapping (with its cost report).
 
-Steps: lower every MVM layer (forms), build each layer's Pareto options of (form, copies),
-choose options greedily for the requested sample counts, pack the chosen blocks into the budget
-with MaxRects, feed the packer's achieved fill back into the choice when it overflows, and hand
-the placed blocks to the cost model. A model whose single copy does not fit the budget is mapped
-in reprogramming rounds instead.
+Steps: lower every MVM layer (forms), build each layer's Pareto options of (form, copies), then
+search pipeline periods: for each, choose options greedily, pack the chosen blocks into the
+budget (MaxRects, layers' windows in the period respected), move blocks that would make the
+schedule wait, feed the packer's achieved fill back into the choice when it overflows, and score
+the result with the real latency model for the sample counts asked. A model whose single copy
+does not fit the budget is mapped in reprogramming rounds instead.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -422,8 +422,3 @@ def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first
 
 
 
-
-def timed_compile(graph: LayerGraph, hw: HardwareSpec, **kwargs) -> tuple[Mapping, float]:
-    t0 = time.perf_counter()
-    m = compile_graph(graph, hw, **kwargs)
-    return m, time.perf_counter() - t0

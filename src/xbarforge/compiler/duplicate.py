@@ -1,13 +1,11 @@
 """Choose each layer's form and number of copies under a crossbar budget.
 
-Objective: J = alpha * sum_l tau_l + beta * max_l tau_l, the analytic latency of k streamed
-samples (sum T + (k-1) max T) with alpha and beta set from the sample counts the user asks for
-(`objective_weights`). Each layer has a Pareto list of options (form, copies) ordered by cells;
-a greedy step takes the move with the best latency gain per extra cell: one layer's next option,
-or lowering the ceiling (every layer at the slowest time moves below it at once, which no single
-layer move can do when several layers tie). Capacity is not the raw cell count: the packer's
-achieved fill (area and, where a crossbar fires one block at a time, MVM time) is fed back by the
-caller, so fragmentation is planned for rather than discovered by blind retries.
+Each layer has a Pareto list of options (form, copies): cost up, MVM cycles per sample (tau)
+down (`layer_options`). For a pipeline period P the compiler starts every layer at its cheapest
+option with tau <= P (`min_index`), then `fill_options` spends the capacity left on the moves
+that cut sum tau most per cell of footprint. Capacity is not the raw cell count: the compiler
+feeds back the fill its packings reach, so fragmentation is planned for rather than discovered
+by blind retries.
 """
 
 from __future__ import annotations
