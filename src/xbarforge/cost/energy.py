@@ -7,7 +7,8 @@ inference occupies the pipeline (the steady-state period). 1 mW x 1 ns = 1 pJ.
 Per MVM of an h x w block with `c` input-bit cycles (activation_bits / dac_bits):
   crossbar   xbar_read_pj * (h*w)/(rows*cols) * c      (array read energy scales with cells driven)
   DAC        h * c * dac_pj
-  ADC        w_read * c * adc_pj                        (w_read: columns of the groups served)
+  ADC        w_read * c * adc_pj                        (w_read: columns of the groups served, plus
+                                                         the reference column with offset encoding)
   shift-add  w_read * c * shift_add_pj
   buffer     (h * a + w_read/cpw * p) / 8 * buffer_pj_per_byte   (a: activation bits, p: partial
              sums at 2a bits when the layer is split over row tiles, else a)
@@ -52,6 +53,7 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> En
     cells = hw.crossbar.rows * hw.crossbar.cols
     a = hw.precision.activation_bits
     cpw = hw.cols_per_weight
+    ref_cols = 1 if hw.crossbar.encoding == "offset" else 0  # the reference column is read every MVM
     per_layer: dict[str, dict[str, float]] = {}
     blocks_by_layer: dict[str, list] = {}
     for b in mapping.blocks:
@@ -63,7 +65,7 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> En
         psum_bits = 2 * a if row_tiles > 1 else a
         mvms = lp.pixels * lp.mvms_per_pixel
         for b in blocks_by_layer.get(lp.name, []):
-            w_read = b.width / lp.mvms_per_pixel
+            w_read = b.width / lp.mvms_per_pixel + ref_cols
             comps["crossbar"] += mvms * e.xbar_read_pj * (b.height * b.width) / cells * cyc
             comps["dac"] += mvms * b.height * cyc * e.dac_pj
             comps["adc"] += mvms * w_read * cyc * e.adc_pj
