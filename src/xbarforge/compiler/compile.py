@@ -56,20 +56,21 @@ def _items(choices: list[_Choice], starts: list[int] | None = None) -> tuple[lis
     return items, index
 
 
-def _window_starts(graph: LayerGraph, taus: list[int], schedule: str) -> list[int]:
-    """When each layer starts for the first sample (chain: one after another; DAG: longest path)."""
-    layers = graph.mvm_layers
+def _deps(graph: LayerGraph, schedule: str) -> dict[int, list[int]]:
+    """Which MVM layers (by index) each one waits for: the previous one (chain) or its inputs (DAG)."""
+    n = len(graph.mvm_layers)
     if schedule == "chain":
-        starts, t = [], 0
-        for tau in taus:
-            starts.append(t)
-            t += tau
-        return starts
-    pos = {layer.name: i for i, layer in enumerate(layers)}
+        return {i: [i - 1] if i else [] for i in range(n)}
+    pos = {layer.name: i for i, layer in enumerate(graph.mvm_layers)}
     preds = graph.mvm_predecessors()
-    starts = [0] * len(layers)
-    for i, layer in enumerate(layers):
-        starts[i] = max((starts[pos[p]] + taus[pos[p]] for p in preds[layer.name]), default=0)
+    return {i: [pos[p] for p in preds[layer.name]] for i, layer in enumerate(graph.mvm_layers)}
+
+
+def _window_starts(deps: dict[int, list[int]], taus: list[int]) -> list[int]:
+    """When each layer starts for the first sample, right after the layers it waits for."""
+    starts = [0] * len(taus)
+    for i in range(len(taus)):
+        starts[i] = max((starts[p] + taus[p] for p in deps[i]), default=0)
     return starts
 
 
@@ -139,9 +140,27 @@ def _finish(graph, hw, choices, blocks, crossbars_used, budget, schedule, object
     )
 
 
+def _one_copy(graph: LayerGraph, hw: HardwareSpec) -> list[_Choice]:
+    """One copy of every layer in its default (DESIGN.md) form."""
+    return [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+
+
+def _pack_one_copy(choices: list[_Choice], hw: HardwareSpec, budget: int | None):
+    """Pack one copy of every layer, keeping a layer's blocks apart where the budget allows (so
+    they need not take turns), else letting them share."""
+    items, index = _items(choices)
+    rows, cols = hw.crossbar.rows, hw.usable_cols
+    try:
+        placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.fires_blocks_together,
+                                fire_together=True)
+    except PackingOverflow:
+        placements, bins = pack(items, rows, cols, budget, separate_layers=False)
+    return index, placements, len(bins)
+
+
 def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain") -> Mapping:
     """Every block of every layer on its own crossbar: no packing, no duplication."""
-    choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+    choices = _one_copy(graph, hw)
     _, index = _items(choices)
     placements = [Placement(k, k, 0, 0) for k in range(len(index))]
     blocks = _placed(choices, index, placements)
@@ -150,15 +169,14 @@ def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain") -> 
 
 def min_crossbars(graph: LayerGraph, hw: HardwareSpec) -> int:
     """Fewest crossbars that hold one copy of every layer (packed, default forms)."""
-    choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
-    items, _ = _items(choices)
+    items, _ = _items(_one_copy(graph, hw))
     _, bins = pack(items, hw.crossbar.rows, hw.usable_cols, separate_layers=False)
     return len(bins)
 
 
 def _rounds_mapping(graph, hw, budget, schedule, seed, fewest) -> Mapping:
     """One copy of every layer, split into reprogramming rounds of at most `budget` crossbars."""
-    choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+    choices = _one_copy(graph, hw)
     items, index = _items(choices)
     by_layer: dict[int, list[Item]] = defaultdict(list)
     for it in items:
@@ -219,35 +237,23 @@ def compile_graph(
     if budget is not None and fewest > budget:
         return _rounds_mapping(graph, hw, budget, schedule, seed, fewest)
     if budget is None or objective == "none":
-        choices = [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
-        items, index = _items(choices)
-        try:  # keep a layer's blocks apart where the budget allows, so they need not take turns
-            placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.fires_blocks_together,
-                                    fire_together=True)
-        except PackingOverflow:
-            placements, bins = pack(items, rows, cols, budget, separate_layers=False)
+        choices = _one_copy(graph, hw)
+        index, placements, used = _pack_one_copy(choices, hw, budget)
         blocks = _placed(choices, index, placements)
-        return _finish(graph, hw, choices, blocks, len(bins), budget, schedule, "none", seed,
-                       min_crossbars=fewest)
+        return _finish(graph, hw, choices, blocks, used, budget, schedule, "none", seed, min_crossbars=fewest)
 
     layers = graph.mvm_layers
     forms = [[lower(layer, hw, f) for f in candidate_forms(layer, hw)] for layer in layers]
     max_blocks = None if hw.fires_blocks_together else budget
     options = [layer_options(fs, max_blocks, budget * rows * cols, rows * cols) for fs in forms]
-    base = [lower(layer, hw) for layer in layers]
-    base_first = sum(b.tau(1) for b in base)
-    base_max = max(b.tau(1) for b in base)
+    base = _one_copy(graph, hw)
+    base_first = sum(b.lowered.tau(1) for b in base)
+    base_max = max(b.lowered.tau(1) for b in base)
     ks = {"balanced": list(samples), "throughput": [max(samples)], "latency": [1]}[objective]
     best = _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization,
                    EFFORTS[effort])
     if best is None:  # no duplication fits: one packed copy always does (fewest <= budget)
-        choices = [_Choice(b, 1) for b in base]
-        items, index = _items(choices)
-        try:  # keep a layer's blocks apart where the budget allows, so they need not take turns
-            placements, bins = pack(items, rows, cols, budget, separate_layers=True)
-        except PackingOverflow:
-            placements, bins = pack(items, rows, cols, budget, separate_layers=False)
-        best = (choices, index, placements, len(bins), None)
+        best = (base, *_pack_one_copy(base, hw, budget), None)
     choices, index, placements, used, period = best
     blocks = _placed(choices, index, placements)
     mapping = _finish(graph, hw, choices, blocks, used, budget, schedule, objective, seed, min_crossbars=fewest)
@@ -299,9 +305,9 @@ def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_
     Packing is what costs time, so `effort` decides how many periods are packed: every
     `stride`-th step of a geometric ladder, a few multiples of the fastest reachable period
     (`focus`), then `refine` rounds that try halfway between each of the best periods and its
-    neighbours. Packing lets the windows of layers that share a crossbar
-    overlap as long as they fit one period (dense); the schedules pay any delay, and every score
-    comes from the real latency model on the real packing.
+    neighbours. Packing lets the windows of layers that share a crossbar overlap as long as they
+    fit one period (dense); the schedules pay any delay, and every score comes from the real
+    latency model on the real packing.
     """
     ladder = [] if max(ks) == 1 else _ceilings(options, budget, hw, effort.steps)
     fill = [PRIOR_FILL]
@@ -357,12 +363,13 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
     rows, cols = hw.crossbar.rows, hw.usable_cols
     xbar_cells = rows * cols
     spread = not hw.fires_blocks_together
+    deps = _deps(graph, schedule)
     cap_bins, best, best_fill, grown = budget, None, fill, False
     for _ in range(MAX_REFITS):
         idx = fill_options(options, start, cap_bins * xbar_cells * fill, xbar_cells, ceiling, spread)
         chosen = [options[i][j] for i, j in enumerate(idx)]
         choices = [_Choice(o.lowered, o.copies) for o in chosen]
-        starts = _window_starts(graph, [o.tau for o in chosen], schedule) if ceiling else None
+        starts = _window_starts(deps, [o.tau for o in chosen]) if ceiling else None
         items, index = _items(choices, starts)
         try:
             placements, bins = pack(items, rows, cols, cap_bins, ceiling, separate_layers=spread, soft=True,
@@ -373,7 +380,7 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
             fill *= min(0.97, cap_bins / over.needed * 0.995)  # plan with the fill packing reached
             continue
         if ceiling and spread:
-            placements = _repair(graph, schedule, items, placements, bins, ceiling, cap_bins)
+            placements = _repair(deps, items, placements, bins, ceiling, cap_bins)
         weights = sum(o.copies * o.lowered.weight_cells for o in chosen)
         util = weights / (len(bins) * hw.crossbar.rows * hw.crossbar.cols)
         if min_utilization is not None and util < min_utilization and best is None:
@@ -394,16 +401,9 @@ def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling
     return best[0], best[1], best_fill
 
 
-def _repair(graph, schedule, items, placements, bins, period, max_bins):
+def _repair(deps, items, placements, bins, period, max_bins):
     """Move blocks that would make the periodic schedule wait (see `repair_windows`)."""
-    n = len(graph.mvm_layers)
-    if schedule == "chain":
-        deps = {i: [i - 1] for i in range(1, n)}
-    else:
-        pos = {layer.name: i for i, layer in enumerate(graph.mvm_layers)}
-        preds = graph.mvm_predecessors()
-        deps = {i: [pos[p] for p in preds[layer.name]] for i, layer in enumerate(graph.mvm_layers)}
-    placements = repair_windows(items, placements, bins, period, list(range(n)), deps, max_bins)
+    placements = repair_windows(items, placements, bins, period, list(range(len(deps))), deps, max_bins)
     used = {pl.crossbar for pl in placements}
     if len(used) < len(bins):  # a crossbar emptied by the moves: renumber densely
         renum = {x: i for i, x in enumerate(sorted(used))}

@@ -18,6 +18,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 
+def windows_overlap(a: int, la: int, b: int, lb: int, period: int) -> bool:
+    """Do the windows [a, a+la) and [b, b+lb) overlap on a circle of length `period`?"""
+    if la <= 0 or lb <= 0:
+        return False
+    d = (b - a) % period
+    return d < la or (period - d) < lb
+
+
 @dataclass(frozen=True)
 class Item:
     """A rectangle to place: `h` crossbar rows by `w` columns.
@@ -123,10 +131,10 @@ class Bin:
         start = it.start % period
         overlap = 0
         for s, ln in self.windows:
-            d = (s - start) % period  # where the other window starts, relative to this one
-            if d < it.tau or period - d < ln:
+            if windows_overlap(start, it.tau, s, ln, period):
                 if not soft:
                     return -1
+                d = (s - start) % period  # where the other window starts, relative to this one
                 a = min(it.tau, d + ln) - d if d < it.tau else 0
                 b = min(ln - (period - d), it.tau) if period - d < ln else 0
                 overlap += max(a, 0) + max(b, 0)
@@ -329,11 +337,7 @@ def repair_windows(
     start: dict[int, int] = {}
 
     def clashes(x: int, t: int, length: int) -> bool:
-        for s, ln in scheduled[x]:
-            d = (s - t) % period
-            if d < length or period - d < ln:
-                return True
-        return False
+        return any(windows_overlap(t, length, s, ln, period) for s, ln in scheduled[x])
 
     for layer in order:
         if layer not in tau:

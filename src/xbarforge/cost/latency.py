@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from xbarforge.compiler.mapping import Mapping
+from xbarforge.compiler.pack import windows_overlap
 
 PERIOD_STRETCH = (1.1, 1.25, 1.5, 2.0)
 
@@ -197,14 +198,6 @@ class Timing:
         return {name: c for r in self.rounds for name, c in r.cycles.items()}
 
 
-def _overlaps(a: int, la: int, b: int, lb: int, period: int) -> bool:
-    """Do [a, a+la) and [b, b+lb) overlap on a circle of length `period`?"""
-    if la <= 0 or lb <= 0:
-        return False
-    d = (b - a) % period
-    return d < la or (period - d) < lb
-
-
 def _periodic_offsets(rt: RoundTiming, period: int) -> tuple[int, dict[str, int], int]:
     """Offsets for the periodic schedule of at least `period` cycles: (period, offsets, fill)."""
     while True:
@@ -237,7 +230,7 @@ def _earliest(ready: int, length: int, intervals: list[tuple[int, int]], period:
     for t in sorted(candidates):
         if t >= ready + period:
             break
-        if all(not _overlaps(t, length, s, ln, period) for s, ln in intervals):
+        if all(not windows_overlap(t, length, s, ln, period) for s, ln in intervals):
             return t
     return None
 

@@ -135,8 +135,11 @@ class LayerGraph:
         """For each MVM layer, the MVM layers it reads from (through any digital ops).
 
         The DAG-aware schedule uses this: two MVM layers with no path between them can run side
-        by side.
+        by side. Computed once per graph (the compiler asks for it on every candidate mapping).
         """
+        cached = self.__dict__.get("_mvm_preds")
+        if cached is not None:
+            return {name: list(preds) for name, preds in cached.items()}
         memo: dict[str, set[str]] = {}
         for layer in self.layers:
             found: set[str] = set()
@@ -149,9 +152,10 @@ class LayerGraph:
                     found |= memo.get(src, set())
             memo[layer.name] = found
         order = {layer.name: i for i, layer in enumerate(self.layers)}
-        return {
+        self._mvm_preds = {
             layer.name: sorted(memo[layer.name], key=order.__getitem__) for layer in self.mvm_layers
         }
+        return {name: list(preds) for name, preds in self._mvm_preds.items()}
 
     def consumers(self) -> dict[str, list[str]]:
         """For each layer, the layers that read its output (in topological order)."""
