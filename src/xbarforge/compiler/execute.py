@@ -485,7 +485,7 @@ _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 _MVM_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
-class _LayerInterpreter(torch.fx.Interpreter):
+class LayerInterpreter(torch.fx.Interpreter):
     """Runs an fx-traced model, sending every captured conv/linear module to `layer_fn`.
 
     Layer names follow capture: a module's qualified name, with `_1`, `_2`, ... for later calls
@@ -542,7 +542,7 @@ def _run_model(model: nn.Module, x: torch.Tensor, graph: LayerGraph | None,
         model.eval()
         graph = graph if graph is not None else capture(model, tuple(x.shape[1:]))
         gm = torch.fx.symbolic_trace(model)
-        interp = _LayerInterpreter(gm, graph, layer_fn_of(graph))
+        interp = LayerInterpreter(gm, graph, layer_fn_of(graph))
         with torch.no_grad():
             out = interp.run(x)
     finally:

@@ -14,10 +14,11 @@ from xbarforge.hardware.loader import (
     save_hardware,
     with_overrides,
 )
-from xbarforge.hardware.spec import HardwareSpec
+from xbarforge.hardware.spec import HardwareSpec, NonIdealSpec
 
 __all__ = [
     "HardwareSpec",
+    "NonIdealSpec",
     "dump_hardware",
     "list_presets",
     "load_hardware",

@@ -134,6 +134,59 @@ class AreaSpec(_Strict):
     tile_overhead_um2: float = Field(0.0, ge=0, description="buffers, router, control of one tile")
 
 
+class NonIdealSpec(_Strict):
+    """How the chip departs from ideal arithmetic, for the accuracy simulator (`xbarforge.sim`).
+
+    Each effect switches off at its neutral value (0, or False), so the defaults describe ideal
+    devices with the converters of `precision`; presets and sweeps set the device numbers (see
+    docs/simulator.md for typical values and their sources). Relative quantities are fractions of
+    the programmed conductance.
+    """
+
+    quantize_weights: bool = Field(True, description="weights to precision.weight_bits, sliced over cell_bits")
+    quantize_inputs: bool = Field(
+        True, description="activations to precision.activation_bits, applied dac_bits per input cycle"
+    )
+    adc: bool = Field(True, description="column reads pass an ADC of precision.adc_bits (False: ideal readout)")
+    adc_range: Literal["column", "crossbar", "full_scale"] = Field(
+        "column",
+        description=(
+            "column / crossbar: range calibrated on data per column or per crossbar (reads beyond it"
+            " saturate); full_scale: fixed-point ADC with a power-of-two step that covers the largest"
+            " possible column sum (lossless when adc_bits suffice)"
+        ),
+    )
+    adc_percentile: float = Field(
+        100.0, gt=0, le=100, description="calibrated range = this percentile of the calibration reads"
+    )
+    variation: float = Field(0.0, ge=0, le=1, description="programming variation: relative sigma per cell")
+    variation_model: Literal["gaussian", "lognormal"] = Field(
+        "gaussian", description="gaussian: G(1 + s N); lognormal: G exp(s N)"
+    )
+    read_noise: float = Field(0.0, ge=0, le=1, description="read noise: relative sigma per cell and read")
+    stuck_on_rate: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_on")
+    stuck_off_rate: float = Field(0.0, ge=0, le=1, description="fraction of cells stuck at g_off")
+    drift_nu: float = Field(0.0, ge=0, le=1, description="drift exponent: G(t) = G (t / t0)^-nu")
+    drift_nu_std: float = Field(0.0, ge=0, le=1, description="cell-to-cell spread of the drift exponent")
+    drift_time_s: float = Field(1.0, gt=0, description="time since programming, seconds")
+    drift_t0_s: float = Field(1.0, gt=0, description="reference time of the drift law, seconds")
+    ir_drop: bool = Field(False, description="wire resistance (crossbar.wire_ohm) lowers far cells' currents")
+    ir_activity: float = Field(
+        0.5, gt=0, le=1, description="mean drive of a row (fraction of full scale) the static IR-drop model assumes"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> NonIdealSpec:
+        if self.stuck_on_rate + self.stuck_off_rate > 1:
+            raise ValueError("nonideal.stuck_on_rate: stuck-on and stuck-off rates add up to more than 1")
+        return self
+
+    @property
+    def device_noise(self) -> bool:
+        """Does programming a chip draw random numbers (so chip instances differ)?"""
+        return bool(self.variation or self.stuck_on_rate or self.stuck_off_rate or self.drift_nu_std)
+
+
 class HardwareSpec(_Strict):
     """A whole chip. Build it with `xbarforge.hardware.load_hardware` so errors read as one line."""
 
@@ -145,6 +198,7 @@ class HardwareSpec(_Strict):
     latency: LatencySpec = LatencySpec()
     energy: EnergySpec
     area: AreaSpec
+    nonideal: NonIdealSpec = NonIdealSpec()
 
     @model_validator(mode="after")
     def _check(self) -> HardwareSpec:

@@ -1,0 +1,274 @@
+"""One MVM layer on a programmed chip instance, at two fidelity levels.
+
+*exact* does what the hardware does: the layer's input is quantized to `activation_bits` and
+applied `dac_bits` per cycle (bit-serial); every (input cycle x row tile) read of every physical
+column (bit slice, polarity, reference) is one matrix product with the programmed conductances,
+gets read noise, and is converted by the ADC (calibrated step, rounding, saturation); the digital
+periphery shift-adds cycles and slices, removes the off-state current and the offset-encoding
+bias, adds the row tiles and rescales. Signed inputs (a layer fed by something other than a
+ReLU) are applied as two passes, positive and negative parts (sign-magnitude).
+
+*fast* keeps what matters for accuracy at near-float cost: one convolution with the *decoded*
+programmed weights (so quantization, slicing, on/off ratio, variation, faults, drift and IR drop
+are exact, since they are linear in the cells), plus one Gaussian per output whose variance is
+what read noise and ADC rounding add: read noise exactly (a second convolution of the inputs'
+squared bit-serial digits with the cells' noise variance), ADC rounding as uniform noise of
+step**2 / 12 per conversion. What fast mode leaves out: ADC saturation, and that rounding is not
+noise (a read that is exactly on a code is not perturbed; a full-scale ADC with a one-level step
+counts as lossless); docs/simulator.md reports the gap.
+
+Integer domain: inputs ``x = s_x * xi`` with integer `xi`, weights ``w = s_w * q``; a column read
+is in level units (see device.py); outputs are rescaled by ``s_x * s_w`` at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from xbarforge.compiler.execute import _unfold, quantize_weight, slice_coefficients
+from xbarforge.graph.layer_graph import Layer
+from xbarforge.hardware.spec import HardwareSpec
+from xbarforge.sim.device import off_level
+from xbarforge.sim.layout import LayerLayout
+
+__all__ = ["AnalogLayer", "InputQuant", "digit_square_sum", "quantize_input"]
+
+_CHUNK = 1 << 22  # elements of one chunk's read tensor (T x pixels x columns): stays in cache-sized pieces
+
+
+@dataclass(frozen=True)
+class InputQuant:
+    """How a layer's input is digitized: x ~ scale * integer, |integer| <= levels."""
+
+    scale: float
+    signed: bool
+    levels: int  # largest integer magnitude
+
+
+def quantize_input(x: torch.Tensor, q: InputQuant, quantize: bool = True) -> torch.Tensor:
+    """The integer (as float) the DACs apply; unrounded (analog inputs) when `quantize` is False."""
+    xi = x / q.scale
+    lo = -q.levels if q.signed else 0
+    if quantize:
+        xi = torch.round(xi)
+    return xi.clamp_(lo, q.levels)
+
+
+def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
+    """sum_t 4**(t d) * digit_t(|xi|)**2: how much read noise the bit-serial reads of xi collect."""
+    mag = xi.abs().to(torch.int64)
+    mask = 2**dac_bits - 1
+    out = torch.zeros_like(xi)
+    for t in range(cycles):
+        d = ((mag >> (t * dac_bits)) & mask).to(xi.dtype)
+        out.add_(d * d, alpha=float(4 ** (t * dac_bits)))
+    return out
+
+
+def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
+    """(G, m, R) non-negative integers -> (G, T, m, R) dac_bits-wide digits, least significant first."""
+    mag = xi.to(torch.int32)
+    mask = 2**dac_bits - 1
+    return torch.stack([((mag >> (t * dac_bits)) & mask) for t in range(cycles)], dim=1).to(torch.float32)
+
+
+class AnalogLayer:
+    """A conv/linear layer as the chip computes it; program() installs one chip instance."""
+
+    def __init__(self, layer: Layer, hw: HardwareSpec, layout: LayerLayout, nominal: torch.Tensor,
+                 nominal_ref: torch.Tensor | None) -> None:
+        assert layer.weight is not None
+        self.layer, self.hw, self.layout = layer, hw, layout
+        self.w_scale = quantize_weight(layer.weight, hw)[1]
+        self.coef = slice_coefficients(hw).to(torch.float32)
+        self.cpw = hw.cols_per_weight
+        self.offset = float(2 ** (hw.precision.weight_bits - 1)) if hw.crossbar.encoding == "offset" else 0.0
+        self.eps = off_level(hw)
+        self.bipolar = hw.crossbar.encoding == "signed"  # signed cells give signed column reads
+        self.nominal = self._cat(nominal, nominal_ref)  # (G, R, Cp [+1 reference column])
+        self.cells = self.nominal
+        self.input: InputQuant | None = None
+        self.adc_step: torch.Tensor | None = None  # (row tiles, G, Cp [+1])
+        self._fast: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
+        self._qweight: torch.Tensor | None = None
+
+    # ---- set-up ----
+
+    @staticmethod
+    def _cat(cells: torch.Tensor, ref: torch.Tensor | None) -> torch.Tensor:
+        return cells if ref is None else torch.cat((cells, ref.unsqueeze(-1)), dim=-1)
+
+    @property
+    def has_ref(self) -> bool:
+        return bool(self.offset)
+
+    @property
+    def cycles(self) -> int:
+        """Input cycles per pass: activation bits (magnitude bits for signed inputs) / DAC bits."""
+        if not self.hw.nonideal.quantize_inputs:
+            return 1
+        assert self.input is not None
+        bits = max(1, math.ceil(math.log2(self.input.levels + 1)))
+        return math.ceil(bits / self.hw.precision.dac_bits)
+
+    @property
+    def dac_bits(self) -> int:
+        return self.hw.precision.dac_bits if self.hw.nonideal.quantize_inputs else 0
+
+    def program(self, cells: torch.Tensor, ref: torch.Tensor | None) -> None:
+        """Install one chip instance's programmed cells (level units, as `layout.gather` returns)."""
+        self.cells = self._cat(cells, ref)
+        self._fast = None
+
+    # ---- decoding shared by both modes ----
+
+    def _decode(self, vals: torch.Tensor, input_sum: torch.Tensor) -> torch.Tensor:
+        """(G, m, Cp[+1]) column values in level units -> (G, m, C_out/G) integer-domain outputs."""
+        g, m, _ = vals.shape
+        cp = self.layout.cols_per_group
+        if self.eps:
+            vals = vals - self.eps * input_sum.unsqueeze(-1)
+        out = vals[..., :cp].reshape(g, m, cp // self.cpw, self.cpw) @ self.coef
+        if self.has_ref:
+            out = out - self.offset * vals[..., cp:]
+        return out
+
+    # ---- exact mode ----
+
+    def forward_exact(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        assert self.input is not None, "calibrate before running"
+        ni = self.hw.nonideal
+        xi = quantize_input(x, self.input, ni.quantize_inputs)
+        xg, fold = _unfold(self.layer, xi)  # (G, M, R)
+        g, m_all, _ = xg.shape
+        acc = torch.zeros(g, m_all, self.layer.cols_per_group)
+        parts = [(xg.clamp(min=0), 1.0), ((-xg).clamp(min=0), -1.0)] if self.input.signed else [(xg, 1.0)]
+        t_cycles = self.cycles
+        cp1 = self.cells.shape[-1]
+        chunk = max(1, _CHUNK // (t_cycles * max(cp1, max(b - a for a, b in self.layout.row_tiles))))
+        for part, sign in parts:
+            for m0 in range(0, m_all, chunk):
+                xc = part[:, m0 : m0 + chunk]
+                acc[:, m0 : m0 + chunk] += sign * self._exact_chunk(xc, t_cycles, generator)
+        y = acc.permute(1, 0, 2).reshape(m_all, self.layer.out_channels) * (self.w_scale * self.input.scale)
+        if self.layer.bias is not None:
+            y = y + self.layer.bias
+        return fold(y)
+
+    def _exact_chunk(self, xc: torch.Tensor, t_cycles: int, generator: torch.Generator | None) -> torch.Tensor:
+        ni = self.hw.nonideal
+        g, m, _ = xc.shape
+        d = self.dac_bits
+        digits = _digits(xc, d, t_cycles) if d else xc.unsqueeze(1)  # (G, T, m, R)
+        cycle_w = torch.tensor([float(2 ** (t * d)) for t in range(t_cycles)]).view(1, 1, t_cycles)
+        out = torch.zeros(g, m, self.layer.cols_per_group)
+        for ti, (r0, r1) in enumerate(self.layout.row_tiles):
+            drive = digits[..., r0:r1].reshape(g, t_cycles * m, r1 - r0)
+            cells = self.cells[:, r0:r1]
+            step = self.adc_step[ti].unsqueeze(1) if (ni.adc and self.adc_step is not None) else None
+            if step is not None:
+                cells = cells / step  # reads come out in ADC codes
+            reads = drive @ cells  # (G, T*m, Cp[+1])
+            if ni.read_noise:
+                var = (drive * drive) @ (cells * cells)
+                reads.addcmul_(var.sqrt_(), torch.randn(var.shape, generator=generator), value=ni.read_noise)
+            if step is not None:
+                top = 2 ** (self.hw.precision.adc_bits - (1 if self.bipolar else 0))
+                reads.round_().clamp_(-top if self.bipolar else 0, top - 1)
+            vals = (cycle_w @ reads.view(g, t_cycles, -1)).view(g, m, -1)  # shift-add over input cycles
+            if step is not None:
+                vals = vals * step
+            out += self._decode(vals, xc[..., r0:r1].sum(-1))
+        return out
+
+    # ---- fast mode ----
+
+    def _fast_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Decoded weight, per-weight read-noise variance and per-output ADC variance (integer domain)."""
+        if self._fast is not None:
+            return self._fast
+        ni = self.hw.nonideal
+        g, r, _ = self.cells.shape
+        w = self._decode(self.cells, torch.ones(g, r))  # a unit input on each row reads its weights
+        noise_w = None
+        if ni.read_noise:
+            sq = self.cells * self.cells * ni.read_noise**2
+            cp = self.layout.cols_per_group
+            noise_w = sq[..., :cp].reshape(g, r, cp // self.cpw, self.cpw) @ (self.coef * self.coef)
+            if self.has_ref:
+                noise_w = noise_w + self.offset**2 * sq[..., cp:]
+        adc_var = None
+        # A full-scale ADC with a step of one level reads integer column sums without loss.
+        lossless = ni.adc_range == "full_scale" and self.adc_step is not None and bool((self.adc_step <= 1).all())
+        if ni.adc and self.adc_step is not None and not lossless:
+            per_read = self.adc_step**2 / 12  # (row tiles, G, Cp[+1])
+            cp = self.layout.cols_per_group
+            v = per_read[..., :cp].reshape(*per_read.shape[:2], cp // self.cpw, self.cpw) @ (self.coef * self.coef)
+            if self.has_ref:
+                v = v + self.offset**2 * per_read[..., cp:]
+            d = self.dac_bits
+            cyc = sum(4.0 ** (t * d) for t in range(self.cycles)) * (2 if self.input and self.input.signed else 1)
+            adc_var = v.sum(0).reshape(-1) * cyc  # (C_out,)
+        self._fast = (self._to_weight(w), None if noise_w is None else self._to_weight(noise_w), adc_var)
+        return self._fast
+
+    def _to_weight(self, mat: torch.Tensor) -> torch.Tensor:
+        """(G, rows_g, C_out/G) -> the layer's torch weight shape (rows follow F.unfold order)."""
+        weight = self.layer.weight
+        assert weight is not None
+        return mat.permute(0, 2, 1).reshape(weight.shape).to(torch.float32).contiguous()
+
+    def forward_fast(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        assert self.input is not None, "calibrate before running"
+        ni = self.hw.nonideal
+        w, noise_w, adc_var = self._fast_weights()
+        xi = quantize_input(x, self.input, ni.quantize_inputs)
+        scale = self.w_scale * self.input.scale
+        y = self._apply(xi, w * scale, None)
+        var = None
+        if noise_w is not None:
+            sq = digit_square_sum(xi, self.dac_bits, self.cycles) if self.dac_bits else xi * xi
+            var = self._apply(sq, noise_w * scale**2, None)
+        if adc_var is not None:
+            a = self._per_channel(adc_var * scale**2, y)
+            var = a if var is None else var + a
+        if var is not None:
+            y = y + var.clamp_min(0).sqrt() * torch.randn(y.shape, generator=generator)
+        if self.layer.bias is not None:
+            y = y + self._per_channel(self.layer.bias, y)
+        return y
+
+    def _per_channel(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """A per-output-channel vector shaped to broadcast against the layer's output."""
+        shape = [1] * like.dim()
+        shape[-1 if self.layer.kind == "linear" else 1] = -1
+        return v.view(shape)
+
+    def forward_quantized(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain quantized layer (no chip): fake-quantized input, dequantized weight, in float."""
+        assert self.input is not None, "calibrate before running"
+        if self._qweight is None:
+            q, scale = quantize_weight(self.layer.weight, self.hw)  # type: ignore[arg-type]
+            self._qweight = (q.to(torch.float64) * scale).to(torch.float32)
+        xq = quantize_input(x, self.input, self.hw.nonideal.quantize_inputs) * self.input.scale
+        return self._apply(xq, self._qweight, self.layer.bias)
+
+    def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The layer's own linear map (conv geometry from capture) with another weight."""
+        layer = self.layer
+        if layer.kind == "linear":
+            return F.linear(x, weight, bias)
+        one_d = bool(layer.attrs.get("conv1d")) or x.dim() == 3
+        if one_d:
+            x = x.unsqueeze(2)
+        padding: tuple[int, int] = layer.padding
+        pads = layer.attrs.get("pads")
+        if pads is not None:
+            x = F.pad(x, (pads[1], pads[3], pads[0], pads[2]))
+            padding = (0, 0)
+        y = F.conv2d(x, weight, bias, layer.stride, padding, layer.dilation, layer.groups)
+        return y.squeeze(2) if one_d else y

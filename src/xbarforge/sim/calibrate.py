@@ -1,0 +1,91 @@
+"""Calibration: the scales a deployed chip fixes once, from a few inputs.
+
+* Input quantization per layer: the largest |activation| seen maps to the top integer; a layer
+  whose input goes negative gets sign-magnitude inputs (one bit less magnitude, two passes).
+* ADC ranges per row tile and column (`adc_range: column`), per row tile and crossbar
+  (`crossbar`), or the fixed-point full scale (`full_scale`: the power-of-two step that covers the
+  largest column sum the cells could produce, so enough ADC bits make conversion lossless).
+
+Calibrated ranges come from the nominal (ideal-device) cells, as a chip would be calibrated
+against its design values; they are shared by all chip instances.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from xbarforge.compiler.execute import _unfold
+from xbarforge.sim.analog import AnalogLayer, InputQuant, _digits, quantize_input
+
+__all__ = ["MAX_CALIBRATION_READS", "adc_steps", "input_quant"]
+
+MAX_CALIBRATION_READS = 1 << 16  # (cycle x pixel) reads per layer used to set ADC ranges
+
+
+def input_quant(x: torch.Tensor, activation_bits: int) -> InputQuant:
+    """Scale and sign of a layer's input quantizer from calibration activations."""
+    signed = bool(x.numel()) and float(x.min()) < 0
+    levels = 2 ** (activation_bits - (1 if signed else 0)) - 1
+    top = float(x.abs().max()) if x.numel() else 0.0
+    return InputQuant(scale=top / levels if top > 0 else 1.0, signed=signed, levels=levels)
+
+
+def _tile_max_sum(layer: AnalogLayer, r0: int, r1: int) -> torch.Tensor:
+    """(G, Cp[+1]) largest read each column could give: every row driven at its top digit."""
+    d = layer.dac_bits
+    assert layer.input is not None
+    top_digit = (2**d - 1) if d else layer.input.levels
+    return top_digit * layer.nominal[:, r0:r1].abs().sum(1)
+
+
+def adc_steps(layer: AnalogLayer, x: torch.Tensor | None) -> torch.Tensor:
+    """(row tiles, G, Cp[+1]) ADC step in level units for `layer` given calibration input `x`."""
+    ni, prec = layer.hw.nonideal, layer.hw.precision
+    bipolar = layer.bipolar
+    codes = 2 ** (prec.adc_bits - (1 if bipolar else 0)) - 1
+    steps = []
+    if ni.adc_range == "full_scale":
+        for r0, r1 in layer.layout.row_tiles:
+            needed = math.ceil(math.log2(float(_tile_max_sum(layer, r0, r1).max()) + 1))
+            step = 2.0 ** max(0, needed - (prec.adc_bits - (1 if bipolar else 0)))
+            g, _, cols = layer.nominal.shape
+            steps.append(torch.full((g, cols), step))
+        return torch.stack(steps)
+    assert x is not None and layer.input is not None
+    reads = _calibration_reads(layer, x)  # per row tile: (G, reads, Cp[+1])
+    for r in reads:
+        mag = r.abs()
+        if ni.adc_percentile >= 100:
+            top = mag.amax(1)
+        else:
+            top = torch.quantile(mag.transpose(1, 2), ni.adc_percentile / 100, dim=-1)
+        if ni.adc_range == "crossbar":  # one range per crossbar (column tile); the reference column keeps its own
+            cuts = layer.layout.col_cuts
+            for c0, c1 in zip(cuts[:-1], cuts[1:], strict=True):
+                top[:, c0:c1] = top[:, c0:c1].amax(1, keepdim=True)
+        steps.append(torch.where(top > 0, top / codes, torch.ones_like(top)))
+    return torch.stack(steps)
+
+
+def _calibration_reads(layer: AnalogLayer, x: torch.Tensor) -> list[torch.Tensor]:
+    """Nominal column reads (before the ADC) of `x` for each row tile, at most MAX_CALIBRATION_READS."""
+    assert layer.input is not None
+    xi = quantize_input(x, layer.input, layer.hw.nonideal.quantize_inputs)
+    xg, _ = _unfold(layer.layer, xi)
+    parts = [xg.clamp(min=0), (-xg).clamp(min=0)] if layer.input.signed else [xg]
+    t_cycles = layer.cycles
+    keep = max(1, MAX_CALIBRATION_READS // (t_cycles * len(parts)))
+    if xg.shape[1] > keep:
+        idx = torch.randperm(xg.shape[1], generator=torch.Generator().manual_seed(0))[:keep]
+        parts = [p[:, idx] for p in parts]
+    out = []
+    for r0, r1 in layer.layout.row_tiles:
+        reads = []
+        for p in parts:
+            d = _digits(p, layer.dac_bits, t_cycles) if layer.dac_bits else p.unsqueeze(1)
+            g = d.shape[0]
+            reads.append(d[..., r0:r1].reshape(g, -1, r1 - r0) @ layer.nominal[:, r0:r1])
+        out.append(torch.cat(reads, dim=1))
+    return out

@@ -1,0 +1,75 @@
+"""RRAM cells: from integer levels to the conductances a programmed chip instance really holds.
+
+Units: the simulator works in *level units*, conductance divided by the step between two adjacent
+levels, ``dg = (g_on - g_off) / (2**cell_bits - 1)``. A cell at level ``L`` nominally conducts
+``g_off + L * dg``, i.e. ``L + eps`` level units with ``eps = g_off / dg``: the finite on/off ratio
+is the ``eps`` every cell carries. The periphery subtracts ``eps * sum(inputs)`` digitally after the
+ADC (the input sum is known in the digital domain), so on ideal devices ``eps`` cancels; what
+remains is its real cost: the off-state current occupies ADC range, and the off-state part of each
+cell varies like the rest of it. Signed encoding is an idealized cell (the RNC code's model), so
+it has no off-state term: its level's magnitude varies, its sign is exact.
+
+One chip instance = one draw of, per cell, in this order (each off at its neutral value):
+stuck-at-on / stuck-at-off faults, programming variation (gaussian ``G (1 + s N)`` clipped at 0,
+or lognormal ``G exp(s N)``), drift ``G (t / t0) ** -nu`` with ``nu ~ N(drift_nu, drift_nu_std)``
+clipped at 0, and the static IR-drop attenuation of `ir_drop.ir_drop_factors` for the cell's
+position in its crossbar. Read noise is not programmed: it is drawn per read by the simulator.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from xbarforge.hardware.spec import HardwareSpec
+
+__all__ = ["level_unit_us", "off_level", "program_cells"]
+
+
+def level_unit_us(hw: HardwareSpec) -> float:
+    """Conductance step between adjacent levels, microsiemens."""
+    return (hw.crossbar.g_on_us - hw.crossbar.g_off_us) / (2**hw.crossbar.cell_bits - 1)
+
+
+def off_level(hw: HardwareSpec) -> float:
+    """`eps`: the off-state conductance in level units (0 for idealized signed cells)."""
+    if hw.crossbar.encoding == "signed":
+        return 0.0
+    return hw.crossbar.g_off_us / level_unit_us(hw)
+
+
+def program_cells(levels: torch.Tensor, hw: HardwareSpec, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Conductances (level units) a crossbar holds after programming `levels` (rows x cols).
+
+    `levels` are the integer cell levels the compiler wrote (negative only for signed encoding).
+    Deterministic when the chip has no device noise; otherwise each call is one chip instance.
+    """
+    ni = hw.nonideal
+    eps = off_level(hw)
+    top = 2**hw.crossbar.cell_bits - 1
+    sign = torch.sign(levels) if hw.crossbar.encoding == "signed" else None
+    mag = levels.abs() if sign is not None else levels
+    g = mag.to(torch.float32) + eps
+    shape = g.shape
+    if ni.stuck_on_rate or ni.stuck_off_rate:
+        u = torch.rand(shape, generator=generator)
+        g = torch.where(u < ni.stuck_on_rate, torch.full_like(g, top + eps), g)
+        off = (u >= ni.stuck_on_rate) & (u < ni.stuck_on_rate + ni.stuck_off_rate)
+        g = torch.where(off, torch.full_like(g, eps), g)
+    if ni.variation:
+        n = torch.randn(shape, generator=generator)
+        g = g * torch.exp(ni.variation * n) if ni.variation_model == "lognormal" else g * (1 + ni.variation * n)
+        g = g.clamp_(min=0)
+    if ni.drift_nu or ni.drift_nu_std:
+        nu = torch.full(shape, ni.drift_nu)
+        if ni.drift_nu_std:
+            nu = (nu + ni.drift_nu_std * torch.randn(shape, generator=generator)).clamp_(min=0)
+        g = g * (ni.drift_time_s / ni.drift_t0_s) ** (-nu)
+    if ni.ir_drop and hw.crossbar.wire_ohm > 0:
+        from xbarforge.sim.ir_drop import ir_drop_factors
+
+        siemens = g.to(torch.float64) * level_unit_us(hw) * 1e-6
+        g = g * ir_drop_factors(siemens, hw.crossbar.wire_ohm, ni.ir_activity).to(g.dtype)
+    if sign is not None:
+        # a signed cell stuck on keeps a sign: that of its weight, or + for an empty cell
+        g = g * torch.where(sign == 0, torch.ones_like(g), sign.to(g.dtype))
+    return g

@@ -1,0 +1,144 @@
+"""Accuracy over chip instances (Monte Carlo) and over hardware parameters (sweeps).
+
+`simulate_accuracy` reports, on one evaluation set, the float accuracy of the (folded) model,
+the plain quantized accuracy (quantized weights and inputs, ideal devices and converters) and the
+accuracy of `chips` independently programmed chip instances, with mean, standard deviation, min
+and max: what each step from float to chip costs. `sweep` repeats it over the cartesian product
+of hardware parameters (`SWEEP_ALIASES` or any dotted schema key).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from xbarforge.compiler.mapping import Mapping
+from xbarforge.hardware.loader import override
+from xbarforge.hardware.spec import HardwareSpec
+from xbarforge.sim.simulator import Mode, Simulator
+
+__all__ = ["SWEEP_ALIASES", "AccuracyReport", "apply_setting", "simulate_accuracy", "sweep"]
+
+# Short names for the parameters users sweep most; anything else is a dotted schema key.
+SWEEP_ALIASES: dict[str, tuple[str, ...]] = {
+    "crossbar": ("crossbar.rows", "crossbar.cols"),
+    "rows": ("crossbar.rows",),
+    "cols": ("crossbar.cols",),
+    "variation": ("nonideal.variation",),
+    "read_noise": ("nonideal.read_noise",),
+    "adc_bits": ("precision.adc_bits",),
+    "dac_bits": ("precision.dac_bits",),
+    "weight_bits": ("precision.weight_bits",),
+    "activation_bits": ("precision.activation_bits",),
+    "cell_bits": ("crossbar.cell_bits",),
+    "stuck_on": ("nonideal.stuck_on_rate",),
+    "stuck_off": ("nonideal.stuck_off_rate",),
+    "drift_time": ("nonideal.drift_time_s",),
+    "wire_ohm": ("crossbar.wire_ohm",),
+    "ir_drop": ("nonideal.ir_drop",),
+}
+
+
+def apply_setting(hw: HardwareSpec, name: str, value: Any) -> HardwareSpec:
+    """`hw` with sweep parameter `name` (alias or dotted key) set to `value`, re-validated."""
+    for key in SWEEP_ALIASES.get(name.replace("-", "_"), (name,)):
+        hw = override(hw, key, value)
+    return hw
+
+
+@dataclass
+class AccuracyReport:
+    hardware: str
+    mode: str
+    samples: int
+    float_accuracy: float
+    quantized_accuracy: float
+    chip_accuracies: list[float]
+    chip_seeds: list[int]
+    setting: dict[str, Any] = field(default_factory=dict)
+    nonideal: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.chip_accuracies)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.chip_accuracies) if len(self.chip_accuracies) > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(chip_mean=self.mean, chip_std=self.std, chip_min=min(self.chip_accuracies),
+                 chip_max=max(self.chip_accuracies), chips=len(self.chip_accuracies))
+        return d
+
+
+def _accuracy(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += int((run(x[i : i + batch]).argmax(-1) == y[i : i + batch]).sum())
+    return correct / max(1, len(x))
+
+
+def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, *,
+                      calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0,
+                      mapping: Mapping | None = None, batch_size: int = 500,
+                      setting: dict[str, Any] | None = None,
+                      progress: Callable[[int], None] | None = None) -> AccuracyReport:
+    """Accuracy of `model` on (x, y): float, quantized, and on `chips` chip instances.
+
+    `calibration` (inputs from the training side, never the evaluation set) fixes the input
+    quantizers and ADC ranges. Chip instance k uses seed `seed + k` for programming and for read
+    noise, so every number can be reproduced. A chip without device noise is programmed once.
+    """
+    start = time.perf_counter()
+    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration)
+    sim.mode = "float"
+    float_acc = _accuracy(sim, x, y, batch_size)
+    sim.mode = "quantized"
+    quant_acc = _accuracy(sim, x, y, batch_size)
+    sim.mode = mode
+    accs, seeds = [], []
+    for k in range(chips):
+        s = seed + k
+        if k == 0 or hw.nonideal.device_noise:
+            sim.program(s)
+        gen = torch.Generator().manual_seed(10_007 * s + 1)
+        accs.append(_accuracy(lambda xb, g=gen: sim(xb, g), x, y, batch_size))
+        seeds.append(s)
+        if progress is not None:
+            progress(1)
+    return AccuracyReport(hardware=hw.name, mode=mode, samples=len(x), float_accuracy=float_acc,
+                          quantized_accuracy=quant_acc, chip_accuracies=accs, chip_seeds=seeds,
+                          setting=dict(setting or {}), nonideal=hw.nonideal.model_dump(),
+                          seconds=time.perf_counter() - start)
+
+
+def sweep(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, vary: dict[str, Sequence[Any]], *,
+          calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0, batch_size: int = 500,
+          progress: Callable[[int], None] | None = None) -> list[AccuracyReport]:
+    """`simulate_accuracy` at every point of the grid `vary` = {parameter: values}."""
+    names = list(vary)
+    points = list(itertools.product(*(vary[n] for n in names)))
+    reports = []
+    for values in points:
+        point_hw = hw
+        for n, v in zip(names, values, strict=True):
+            point_hw = apply_setting(point_hw, n, v)
+        setting = dict(zip(names, values, strict=True))
+        reports.append(simulate_accuracy(model, point_hw, x, y, calibration=calibration, chips=chips, mode=mode,
+                                         seed=seed, batch_size=batch_size, setting=setting, progress=progress))
+    return reports
+
+
+def grid_size(vary: dict[str, Sequence[Any]]) -> int:
+    return math.prod(len(v) for v in vary.values())
