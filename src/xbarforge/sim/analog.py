@@ -23,6 +23,7 @@ is in level units (see device.py); outputs are rescaled by ``s_x * s_w`` at the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -59,14 +60,34 @@ def quantize_input(x: torch.Tensor, q: InputQuant, quantize: bool = True) -> tor
 
 
 def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
-    """sum_t 4**(t d) * digit_t(|xi|)**2: how much read noise the bit-serial reads of xi collect."""
-    mag = xi.abs().to(torch.int64)
-    mask = 2**dac_bits - 1
-    out = torch.zeros_like(xi)
+    """sum_t 4**(t d) * digit_t(|xi|)**2: how much read noise the bit-serial reads of xi collect.
+
+    One table lookup per element (the table over all input levels is built once per setting),
+    since the digit loop would cost `cycles` passes over the activations.
+    """
+    top = 2 ** min(dac_bits * cycles, 62) - 1
+    if top > _LUT_MAX:
+        mag = xi.abs().to(torch.int64)
+        out = torch.zeros_like(xi)
+        for t in range(cycles):
+            d = ((mag >> (t * dac_bits)) & (2**dac_bits - 1)).to(xi.dtype)
+            out.add_(d * d, alpha=float(4 ** (t * dac_bits)))
+        return out
+    lut = _square_sum_table(dac_bits, cycles)
+    return lut[xi.abs().to(torch.int32).clamp_(max=lut.numel() - 1)].to(xi.dtype)
+
+
+_LUT_MAX = 1 << 20
+
+
+@functools.cache
+def _square_sum_table(dac_bits: int, cycles: int) -> torch.Tensor:
+    values = torch.arange(2 ** min(dac_bits * cycles, 20), dtype=torch.int64)
+    out = torch.zeros(values.shape, dtype=torch.float64)
     for t in range(cycles):
-        d = ((mag >> (t * dac_bits)) & mask).to(xi.dtype)
-        out.add_(d * d, alpha=float(4 ** (t * dac_bits)))
-    return out
+        d = ((values >> (t * dac_bits)) & (2**dac_bits - 1)).to(torch.float64)
+        out += d * d * float(4 ** (t * dac_bits))
+    return out.to(torch.float32)
 
 
 def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
@@ -228,19 +249,17 @@ class AnalogLayer:
         w, noise_w, adc_var = self._fast_weights()
         xi = quantize_input(x, self.input, ni.quantize_inputs)
         scale = self.w_scale * self.input.scale
-        y = self._apply(xi, w * scale, None)
-        var = None
+        y = self._apply(xi, w * scale, self.layer.bias)
+        if noise_w is None and adc_var is None:
+            return y
+        adc_bias = None if adc_var is None else adc_var * scale**2  # a constant variance per output
         if noise_w is not None:
             sq = digit_square_sum(xi, self.dac_bits, self.cycles) if self.dac_bits else xi * xi
-            var = self._apply(sq, noise_w * scale**2, None)
-        if adc_var is not None:
-            a = self._per_channel(adc_var * scale**2, y)
-            var = a if var is None else var + a
-        if var is not None:
-            y = y + var.clamp_min(0).sqrt() * torch.randn(y.shape, generator=generator)
-        if self.layer.bias is not None:
-            y = y + self._per_channel(self.layer.bias, y)
-        return y
+            var = self._apply(sq, noise_w * scale**2, adc_bias)
+        else:
+            assert adc_bias is not None
+            var = self._per_channel(adc_bias, y).expand_as(y)
+        return torch.addcmul(y, var.sqrt(), torch.randn(y.shape, generator=generator))
 
     def _per_channel(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A per-output-channel vector shaped to broadcast against the layer's output."""

@@ -103,7 +103,7 @@ class Simulator:
             seen[layer.name] = torch.cat((seen[layer.name], keep)) if layer.name in seen else keep
             return reference_layer(layer, inp)
 
-        self._run(x, record)
+        self.run_layers(x, record)
         bits = self.hw.precision.activation_bits
         for name, analog in self.layers.items():
             analog.input = input_quant(seen[name], bits)
@@ -116,7 +116,8 @@ class Simulator:
 
     # ---- running ----
 
-    def _run(self, x: torch.Tensor, layer_fn: Callable[[Layer, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def run_layers(self, x: torch.Tensor, layer_fn: Callable[[Layer, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Run the model with `layer_fn(layer, input)` computing every MVM layer (digital ops in float)."""
         interp = LayerInterpreter(self.gm, self.graph, layer_fn)
         with torch.no_grad():
             out = interp.run(x)
@@ -132,14 +133,14 @@ class Simulator:
         and converters, in float), float (the folded model, no quantization).
         """
         if self.mode == "float":
-            return self._run(x, lambda layer, inp: reference_layer(layer, inp))
+            return self.run_layers(x, lambda layer, inp: reference_layer(layer, inp))
         if not self.calibrated:
             self.calibrate(x)
         if self.mode == "quantized":
-            return self._run(x, lambda layer, inp: self.layers[layer.name].forward_quantized(inp))
+            return self.run_layers(x, lambda layer, inp: self.layers[layer.name].forward_quantized(inp))
         if self.mode == "exact":
-            return self._run(x, lambda layer, inp: self.layers[layer.name].forward_exact(inp, generator))
-        return self._run(x, lambda layer, inp: self.layers[layer.name].forward_fast(inp, generator))
+            return self.run_layers(x, lambda layer, inp: self.layers[layer.name].forward_exact(inp, generator))
+        return self.run_layers(x, lambda layer, inp: self.layers[layer.name].forward_fast(inp, generator))
 
     def layer_outputs(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Each MVM layer's output on the chip for model input `x` (for debugging and tests)."""
@@ -153,5 +154,5 @@ class Simulator:
 
         if not self.calibrated:
             self.calibrate(x)
-        self._run(x, fn)
+        self.run_layers(x, fn)
         return outs
