@@ -171,9 +171,6 @@ class NonIdealSpec(_Strict):
     drift_time_s: float = Field(1.0, gt=0, description="time since programming, seconds")
     drift_t0_s: float = Field(1.0, gt=0, description="reference time of the drift law, seconds")
     ir_drop: bool = Field(False, description="wire resistance (crossbar.wire_ohm) lowers far cells' currents")
-    ir_activity: float = Field(
-        0.5, gt=0, le=1, description="mean drive of a row (fraction of full scale) the static IR-drop model assumes"
-    )
 
     @model_validator(mode="after")
     def _check(self) -> NonIdealSpec:

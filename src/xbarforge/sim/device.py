@@ -12,17 +12,22 @@ it has no off-state term: its level's magnitude varies, its sign is exact.
 One chip instance = one draw of, per cell, in this order (each off at its neutral value):
 stuck-at-on / stuck-at-off faults, programming variation (gaussian ``G (1 + s N)`` clipped at 0,
 or lognormal ``G exp(s N)``), drift ``G (t / t0) ** -nu`` with ``nu ~ N(drift_nu, drift_nu_std)``
-clipped at 0, and the static IR-drop attenuation of `ir_drop.ir_drop_factors` for the cell's
-position in its crossbar. Read noise is not programmed: it is drawn per read by the simulator.
+clipped at 0, and (`program_chip`, for all crossbars at once) the static IR-drop attenuation of
+`ir_drop.ir_drop_factors` for the cell's position in its crossbar. Read noise is not programmed:
+it is drawn per read by the simulator.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 import torch
 
 from xbarforge.hardware.spec import HardwareSpec
 
-__all__ = ["level_unit_us", "off_level", "program_cells"]
+__all__ = ["level_unit_us", "off_level", "program_cells", "program_chip"]
+
+K = TypeVar("K")
 
 
 def level_unit_us(hw: HardwareSpec) -> float:
@@ -64,12 +69,26 @@ def program_cells(levels: torch.Tensor, hw: HardwareSpec, generator: torch.Gener
         if ni.drift_nu_std:
             nu = (nu + ni.drift_nu_std * torch.randn(shape, generator=generator)).clamp_(min=0)
         g = g * (ni.drift_time_s / ni.drift_t0_s) ** (-nu)
-    if ni.ir_drop and hw.crossbar.wire_ohm > 0:
-        from xbarforge.sim.ir_drop import ir_drop_factors
-
-        siemens = g.to(torch.float64) * level_unit_us(hw) * 1e-6
-        g = g * ir_drop_factors(siemens, hw.crossbar.wire_ohm, ni.ir_activity).to(g.dtype)
     if sign is not None:
         # a signed cell stuck on keeps a sign: that of its weight, or + for an empty cell
         g = g * torch.where(sign == 0, torch.ones_like(g), sign.to(g.dtype))
     return g
+
+
+def program_chip(levels: dict[K, torch.Tensor], hw: HardwareSpec, generator: torch.Generator | None = None
+                 ) -> dict[K, torch.Tensor]:
+    """Every crossbar of one chip instance (keys in sorted order draw from `generator` in turn).
+
+    IR drop is applied last, to all crossbars in one batched call: it depends on the conductances
+    actually programmed (faults and variation included), not on the inputs (see ir_drop.py).
+    """
+    keys = sorted(levels)
+    cells = {k: program_cells(levels[k], hw, generator) for k in keys}
+    if hw.nonideal.ir_drop and hw.crossbar.wire_ohm > 0 and keys:
+        from xbarforge.sim.ir_drop import ir_drop_factors
+
+        stack = torch.stack([cells[k] for k in keys])
+        siemens = stack.abs().to(torch.float64) * (level_unit_us(hw) * 1e-6)
+        stack = stack * ir_drop_factors(siemens, hw.crossbar.wire_ohm).to(stack.dtype)
+        cells = dict(zip(keys, stack.unbind(0), strict=True))
+    return cells

@@ -30,7 +30,7 @@ from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.analog import AnalogLayer
 from xbarforge.sim.calibrate import adc_steps, input_quant
-from xbarforge.sim.device import off_level, program_cells
+from xbarforge.sim.device import off_level, program_chip
 from xbarforge.sim.layout import layer_layouts
 
 __all__ = ["Mode", "Simulator", "SimulationError"]
@@ -84,7 +84,7 @@ class Simulator:
     def program(self, seed: int = 0) -> Simulator:
         """Draw chip instance `seed`: every crossbar programmed with its own cell-level noise."""
         gen = torch.Generator().manual_seed(seed)
-        programmed = {key: program_cells(self.levels[key], self.hw, gen) for key in sorted(self.levels)}
+        programmed = program_chip(self.levels, self.hw, gen)
         ref_col = self.hw.crossbar.cols - 1 if self.hw.crossbar.encoding == "offset" else None
         for name, analog in self.layers.items():
             analog.program(*self.layouts[name].gather(programmed, ref_col))
