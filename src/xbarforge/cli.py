@@ -33,6 +33,8 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from xbarforge.errors import XbarforgeError
+from xbarforge.sim.command import add_simulate_command, add_sweep_command
+from xbarforge.train.command import add_train_command
 
 PROG = "xbarforge"
 DEFAULT_HW = "edge"
@@ -343,7 +345,9 @@ def _add_models(sub: Any) -> None:
     p.set_defaults(handler=cmd_models)
 
 
-COMMANDS: list[Callable[[Any], None]] = [_add_compile, _add_presets, _add_models, _add_demo]
+COMMANDS: list[Callable[[Any], None]] = [
+    _add_compile, _add_presets, _add_models, _add_demo, add_train_command, add_simulate_command, add_sweep_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

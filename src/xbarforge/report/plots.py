@@ -200,3 +200,34 @@ def plot_layers(report: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+def plot_sweep(reports: list[Any], names: list[str], path: Path) -> Path:
+    """Accuracy (chip mean with a +-1 std band, and the quantized reference) against the first swept
+    parameter; one line per combination of the others."""
+    first, rest = names[0], names[1:]
+    lines: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for r in reports:
+        lines[tuple(r.setting[n] for n in rest)].append(r)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    numeric = all(isinstance(r.setting[first], int | float) and not isinstance(r.setting[first], bool) for r in reports)
+    for key, rs in lines.items():
+        xs = [r.setting[first] for r in rs] if numeric else list(range(len(rs)))
+        mean = [100 * r.mean for r in rs]
+        std = [100 * r.std for r in rs]
+        label = ", ".join(f"{n}={v}" for n, v in zip(rest, key, strict=True)) or "chips"
+        line = ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=label)
+        ax.plot(xs, [100 * r.quantized_accuracy for r in rs], ls=":", color=line[0].get_color(), alpha=0.6)
+        if not numeric:
+            ax.set_xticks(xs, [str(r.setting[first]) for r in rs])
+    ax.axhline(100 * reports[0].float_accuracy, color="grey", ls="--", lw=1, label="float model")
+    ax.set_xlabel(first)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{reports[0].hardware}: mean ± std over {len(reports[0].chip_accuracies)} chips"
+                 " (dotted: quantized, ideal devices)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
