@@ -69,16 +69,21 @@ class ChipWeight(nn.Module):
 
 
 def _input_hook(bits: int, momentum: float = 0.1):  # noqa: ANN202  (a torch hook)
+    """Fake-quantize a layer's input with a running maximum of |x| (kept in the hook, not in the
+    module's state_dict, so the trained model file stays a plain model)."""
+    state: dict[str, torch.Tensor] = {}
+
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         x = args[0]
-        buf: torch.Tensor = module.xbar_input_max  # type: ignore[assignment]
-        if module.training:
-            with torch.no_grad():
-                top = x.detach().abs().max()
-                buf.copy_(top if float(buf) == 0 else (1 - momentum) * buf + momentum * top)
+        top = x.detach().abs().max()
+        run = state.get("max")
+        if run is None or run.device != x.device:
+            run = state["max"] = top.clone()
+        elif module.training:
+            run.mul_(1 - momentum).add_(momentum * top)
         signed = bool((x.detach() < 0).any())
         levels = 2 ** (bits - (1 if signed else 0)) - 1
-        scale = buf.clamp_min(1e-12) / levels
+        scale = run.clamp_min(1e-12) / levels
         xq = _RoundSTE.apply(x / scale).clamp(-levels if signed else 0, levels) * scale
         return (xq, *args[1:])
 
@@ -95,7 +100,6 @@ def hardware_aware(model: nn.Module, hw: HardwareSpec, noise_scale: float = 1.0)
         if isinstance(module, _LAYERS) and not parametrize.is_parametrized(module, "weight"):
             parametrize.register_parametrization(module, "weight", ChipWeight(hw, noise_scale))
             if hw.nonideal.quantize_inputs:
-                module.register_buffer("xbar_input_max", torch.zeros((), device=module.weight.device))
                 setattr(module, _HOOK_ATTR, module.register_forward_pre_hook(_input_hook(hw.precision.activation_bits)))
     return model
 
@@ -109,5 +113,4 @@ def remove_hardware_aware(model: nn.Module) -> nn.Module:
         if handle is not None:
             handle.remove()
             delattr(module, _HOOK_ATTR)
-            del module._buffers["xbar_input_max"]
     return model
