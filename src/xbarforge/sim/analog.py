@@ -92,9 +92,8 @@ def _square_sum_table(dac_bits: int, cycles: int) -> torch.Tensor:
 
 def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
     """(G, m, R) non-negative integers -> (G, T, m, R) dac_bits-wide digits, least significant first."""
-    mag = xi.to(torch.int32)
-    mask = 2**dac_bits - 1
-    return torch.stack([((mag >> (t * dac_bits)) & mask) for t in range(cycles)], dim=1).to(torch.float32)
+    shifts = torch.arange(cycles, dtype=torch.int32).mul_(dac_bits).view(1, cycles, 1, 1)
+    return ((xi.to(torch.int32).unsqueeze(1) >> shifts) & (2**dac_bits - 1)).to(torch.float32)
 
 
 class AnalogLayer:
@@ -116,6 +115,7 @@ class AnalogLayer:
         self.adc_step: torch.Tensor | None = None  # (row tiles, G, Cp [+1])
         self._fast: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
         self._qweight: torch.Tensor | None = None
+        self._scaled: list[torch.Tensor] | None = None
 
     # ---- set-up ----
 
@@ -144,6 +144,7 @@ class AnalogLayer:
         """Install one chip instance's programmed cells (level units, as `layout.gather` returns)."""
         self.cells = self._cat(cells, ref)
         self._fast = None
+        self._scaled = None
 
     # ---- decoding shared by both modes ----
 
@@ -180,6 +181,17 @@ class AnalogLayer:
             y = y + self.layer.bias
         return fold(y)
 
+    def _scaled_cells(self) -> list[torch.Tensor]:
+        """Per row tile, the cells divided by the ADC step: reads then come out in ADC codes."""
+        if self._scaled is None:
+            tiles = self.layout.row_tiles
+            if self.hw.nonideal.adc and self.adc_step is not None:
+                steps = self.adc_step.unsqueeze(2)  # (row tiles, G, 1, Cp[+1])
+                self._scaled = [self.cells[:, r0:r1] / steps[ti] for ti, (r0, r1) in enumerate(tiles)]
+            else:
+                self._scaled = [self.cells[:, r0:r1] for r0, r1 in tiles]
+        return self._scaled
+
     def _exact_chunk(self, xc: torch.Tensor, t_cycles: int, generator: torch.Generator | None) -> torch.Tensor:
         ni = self.hw.nonideal
         g, m, _ = xc.shape
@@ -187,22 +199,21 @@ class AnalogLayer:
         digits = _digits(xc, d, t_cycles) if d else xc.unsqueeze(1)  # (G, T, m, R)
         cycle_w = torch.tensor([float(2 ** (t * d)) for t in range(t_cycles)]).view(1, 1, t_cycles)
         out = torch.zeros(g, m, self.layer.cols_per_group)
-        for ti, (r0, r1) in enumerate(self.layout.row_tiles):
+        adc = ni.adc and self.adc_step is not None
+        top = 2 ** (self.hw.precision.adc_bits - (1 if self.bipolar else 0))
+        for ti, ((r0, r1), cells) in enumerate(zip(self.layout.row_tiles, self._scaled_cells(), strict=True)):
             drive = digits[..., r0:r1].reshape(g, t_cycles * m, r1 - r0)
-            cells = self.cells[:, r0:r1]
-            step = self.adc_step[ti].unsqueeze(1) if (ni.adc and self.adc_step is not None) else None
-            if step is not None:
-                cells = cells / step  # reads come out in ADC codes
-            reads = drive @ cells  # (G, T*m, Cp[+1])
-            if ni.read_noise:
-                var = (drive * drive) @ (cells * cells)
-                reads.addcmul_(var.sqrt_(), torch.randn(var.shape, generator=generator), value=ni.read_noise)
-            if step is not None:
-                top = 2 ** (self.hw.precision.adc_bits - (1 if self.bipolar else 0))
+            reads = drive @ cells  # (G, T*m, Cp[+1]), in ADC codes when the ADC is on
+            if ni.read_noise:  # each read's noise: sigma^2 * sum_i drive_i^2 cell_i^2, drawn per read
+                sq = drive if d == 1 else drive * drive  # one-bit digits are their own squares
+                std = (sq @ (cells * cells)).sqrt_()
+                reads.addcmul_(std, torch.randn(std.shape, generator=generator), value=ni.read_noise)
+            if adc:
                 reads.round_().clamp_(-top if self.bipolar else 0, top - 1)
             vals = (cycle_w @ reads.view(g, t_cycles, -1)).view(g, m, -1)  # shift-add over input cycles
-            if step is not None:
-                vals = vals * step
+            if adc:
+                assert self.adc_step is not None
+                vals = vals * self.adc_step[ti].unsqueeze(1)
             out += self._decode(vals, xc[..., r0:r1].sum(-1))
         return out
 

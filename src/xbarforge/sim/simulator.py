@@ -108,7 +108,7 @@ class Simulator:
         for name, analog in self.layers.items():
             analog.input = input_quant(seen[name], bits)
             analog.adc_step = adc_steps(analog, seen[name]) if self.hw.nonideal.adc else None
-            analog._fast = None
+            analog._fast = analog._scaled = None
         self.calibrated = True
         if self.seed is None:
             self.program(0)
