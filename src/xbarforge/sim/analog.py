@@ -116,6 +116,7 @@ class AnalogLayer:
         self._fast: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
         self._qweight: torch.Tensor | None = None
         self._scaled: list[torch.Tensor] | None = None
+        self.exact_macs = 0  # multiply-accumulates exact mode has done (reads and read-noise variances)
 
     # ---- set-up ----
 
@@ -204,6 +205,7 @@ class AnalogLayer:
         for ti, ((r0, r1), cells) in enumerate(zip(self.layout.row_tiles, self._scaled_cells(), strict=True)):
             drive = digits[..., r0:r1].reshape(g, t_cycles * m, r1 - r0)
             reads = drive @ cells  # (G, T*m, Cp[+1]), in ADC codes when the ADC is on
+            self.exact_macs += drive.numel() * cells.shape[-1] * (2 if ni.read_noise else 1)
             if ni.read_noise:  # each read's noise: sigma^2 * sum_i drive_i^2 cell_i^2, drawn per read
                 sq = drive if d == 1 else drive * drive  # one-bit digits are their own squares
                 std = (sq @ (cells * cells)).sqrt_()
