@@ -73,7 +73,7 @@ def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tens
             d = ((mag >> (t * dac_bits)) & (2**dac_bits - 1)).to(xi.dtype)
             out.add_(d * d, alpha=float(4 ** (t * dac_bits)))
         return out
-    lut = _square_sum_table(dac_bits, cycles)
+    lut = _square_sum_table(dac_bits, cycles, xi.device)
     return lut[xi.abs().to(torch.int32).clamp_(max=lut.numel() - 1)].to(xi.dtype)
 
 
@@ -81,35 +81,45 @@ _LUT_MAX = 1 << 20
 
 
 @functools.cache
-def _square_sum_table(dac_bits: int, cycles: int) -> torch.Tensor:
+def _square_sum_table(dac_bits: int, cycles: int, device: torch.device) -> torch.Tensor:
     values = torch.arange(2 ** min(dac_bits * cycles, 20), dtype=torch.int64)
     out = torch.zeros(values.shape, dtype=torch.float64)
     for t in range(cycles):
         d = ((values >> (t * dac_bits)) & (2**dac_bits - 1)).to(torch.float64)
         out += d * d * float(4 ** (t * dac_bits))
-    return out.to(torch.float32)
+    return out.to(device=device, dtype=torch.float32)
 
 
 def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
     """(G, m, R) non-negative integers -> (G, T, m, R) dac_bits-wide digits, least significant first."""
-    shifts = torch.arange(cycles, dtype=torch.int32).mul_(dac_bits).view(1, cycles, 1, 1)
+    shifts = torch.arange(cycles, dtype=torch.int32, device=xi.device).mul_(dac_bits).view(1, cycles, 1, 1)
     return ((xi.to(torch.int32).unsqueeze(1) >> shifts) & (2**dac_bits - 1)).to(torch.float32)
+
+
+def _randn(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normals on `device`, drawn from `generator` wherever that generator lives."""
+    if generator is None or generator.device == device:
+        return torch.randn(shape, generator=generator, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 class AnalogLayer:
     """A conv/linear layer as the chip computes it; program() installs one chip instance."""
 
     def __init__(self, layer: Layer, hw: HardwareSpec, layout: LayerLayout, nominal: torch.Tensor,
-                 nominal_ref: torch.Tensor | None) -> None:
+                 nominal_ref: torch.Tensor | None, device: torch.device | str = "cpu") -> None:
         assert layer.weight is not None
         self.layer, self.hw, self.layout = layer, hw, layout
+        self.device = torch.device(device)
         self.w_scale = quantize_weight(layer.weight, hw)[1]
-        self.coef = slice_coefficients(hw).to(torch.float32)
+        self.float_weight = layer.weight.to(self.device)
+        self.bias = None if layer.bias is None else layer.bias.to(self.device)
+        self.coef = slice_coefficients(hw).to(device=self.device, dtype=torch.float32)
         self.cpw = hw.cols_per_weight
         self.offset = float(2 ** (hw.precision.weight_bits - 1)) if hw.crossbar.encoding == "offset" else 0.0
         self.eps = off_level(hw)
         self.bipolar = hw.crossbar.encoding == "signed"  # signed cells give signed column reads
-        self.nominal = self._cat(nominal, nominal_ref)  # (G, R, Cp [+1 reference column])
+        self.nominal = self._cat(nominal, nominal_ref).to(self.device)  # (G, R, Cp [+1 reference column])
         self.cells = self.nominal
         self.input: InputQuant | None = None
         self.adc_step: torch.Tensor | None = None  # (row tiles, G, Cp [+1])
@@ -143,7 +153,7 @@ class AnalogLayer:
 
     def program(self, cells: torch.Tensor, ref: torch.Tensor | None) -> None:
         """Install one chip instance's programmed cells (level units, as `layout.gather` returns)."""
-        self.cells = self._cat(cells, ref)
+        self.cells = self._cat(cells, ref).to(self.device)
         self._fast = None
         self._scaled = None
 
@@ -168,7 +178,7 @@ class AnalogLayer:
         xi = quantize_input(x, self.input, ni.quantize_inputs)
         xg, fold = _unfold(self.layer, xi)  # (G, M, R)
         g, m_all, _ = xg.shape
-        acc = torch.zeros(g, m_all, self.layer.cols_per_group)
+        acc = torch.zeros(g, m_all, self.layer.cols_per_group, device=xg.device)
         parts = [(xg.clamp(min=0), 1.0), ((-xg).clamp(min=0), -1.0)] if self.input.signed else [(xg, 1.0)]
         t_cycles = self.cycles
         cp1 = self.cells.shape[-1]
@@ -178,8 +188,8 @@ class AnalogLayer:
                 xc = part[:, m0 : m0 + chunk]
                 acc[:, m0 : m0 + chunk] += sign * self._exact_chunk(xc, t_cycles, generator)
         y = acc.permute(1, 0, 2).reshape(m_all, self.layer.out_channels) * (self.w_scale * self.input.scale)
-        if self.layer.bias is not None:
-            y = y + self.layer.bias
+        if self.bias is not None:
+            y = y + self.bias
         return fold(y)
 
     def _scaled_cells(self) -> list[torch.Tensor]:
@@ -198,8 +208,8 @@ class AnalogLayer:
         g, m, _ = xc.shape
         d = self.dac_bits
         digits = _digits(xc, d, t_cycles) if d else xc.unsqueeze(1)  # (G, T, m, R)
-        cycle_w = torch.tensor([float(2 ** (t * d)) for t in range(t_cycles)]).view(1, 1, t_cycles)
-        out = torch.zeros(g, m, self.layer.cols_per_group)
+        cycle_w = torch.tensor([float(2 ** (t * d)) for t in range(t_cycles)], device=xc.device).view(1, 1, t_cycles)
+        out = torch.zeros(g, m, self.layer.cols_per_group, device=xc.device)
         adc = ni.adc and self.adc_step is not None
         top = 2 ** (self.hw.precision.adc_bits - (1 if self.bipolar else 0))
         for ti, ((r0, r1), cells) in enumerate(zip(self.layout.row_tiles, self._scaled_cells(), strict=True)):
@@ -209,7 +219,7 @@ class AnalogLayer:
             if ni.read_noise:  # each read's noise: sigma^2 * sum_i drive_i^2 cell_i^2, drawn per read
                 sq = drive if d == 1 else drive * drive  # one-bit digits are their own squares
                 std = (sq @ (cells * cells)).sqrt_()
-                reads.addcmul_(std, torch.randn(std.shape, generator=generator), value=ni.read_noise)
+                reads.addcmul_(std, _randn(std.shape, generator, std.device), value=ni.read_noise)
             if adc:
                 reads.round_().clamp_(-top if self.bipolar else 0, top - 1)
             vals = (cycle_w @ reads.view(g, t_cycles, -1)).view(g, m, -1)  # shift-add over input cycles
@@ -227,7 +237,7 @@ class AnalogLayer:
             return self._fast
         ni = self.hw.nonideal
         g, r, _ = self.cells.shape
-        w = self._decode(self.cells, torch.ones(g, r))  # a unit input on each row reads its weights
+        w = self._decode(self.cells, torch.ones(g, r, device=self.device))  # a unit input per row reads its weights
         noise_w = None
         if ni.read_noise:
             sq = self.cells * self.cells * ni.read_noise**2
@@ -262,7 +272,7 @@ class AnalogLayer:
         w, noise_w, adc_var = self._fast_weights()
         xi = quantize_input(x, self.input, ni.quantize_inputs)
         scale = self.w_scale * self.input.scale
-        y = self._apply(xi, w * scale, self.layer.bias)
+        y = self._apply(xi, w * scale, self.bias)
         if noise_w is None and adc_var is None:
             return y
         adc_bias = None if adc_var is None else adc_var * scale**2  # a constant variance per output
@@ -272,7 +282,7 @@ class AnalogLayer:
         else:
             assert adc_bias is not None
             var = self._per_channel(adc_bias, y).expand_as(y)
-        return torch.addcmul(y, var.sqrt(), torch.randn(y.shape, generator=generator))
+        return torch.addcmul(y, var.sqrt(), _randn(y.shape, generator, y.device))
 
     def _per_channel(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A per-output-channel vector shaped to broadcast against the layer's output."""
@@ -285,9 +295,13 @@ class AnalogLayer:
         assert self.input is not None, "calibrate before running"
         if self._qweight is None:
             q, scale = quantize_weight(self.layer.weight, self.hw)  # type: ignore[arg-type]
-            self._qweight = (q.to(torch.float64) * scale).to(torch.float32)
+            self._qweight = (q.to(torch.float64) * scale).to(device=self.device, dtype=torch.float32)
         xq = quantize_input(x, self.input, self.hw.nonideal.quantize_inputs) * self.input.scale
-        return self._apply(xq, self._qweight, self.layer.bias)
+        return self._apply(xq, self._qweight, self.bias)
+
+    def forward_float(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer with its float (folded) weight: the reference before any quantization."""
+        return self._apply(x, self.float_weight, self.bias)
 
     def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The layer's own linear map (conv geometry from capture) with another weight."""

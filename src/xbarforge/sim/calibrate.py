@@ -51,7 +51,7 @@ def adc_steps(layer: AnalogLayer, x: torch.Tensor | None) -> torch.Tensor:
             needed = math.ceil(math.log2(float(_tile_max_sum(layer, r0, r1).max()) + 1))
             step = 2.0 ** max(0, needed - (prec.adc_bits - (1 if bipolar else 0)))
             g, _, cols = layer.nominal.shape
-            steps.append(torch.full((g, cols), step))
+            steps.append(torch.full((g, cols), step, device=layer.nominal.device))
         return torch.stack(steps)
     assert x is not None and layer.input is not None
     reads = _calibration_reads(layer, x)  # per row tile: (G, reads, Cp[+1])

@@ -85,13 +85,13 @@ class AccuracyReport:
 def _accuracy(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
     correct = 0
     for i in range(0, len(x), batch):
-        correct += int((run(x[i : i + batch]).argmax(-1) == y[i : i + batch]).sum())
+        correct += int((run(x[i : i + batch]).argmax(-1).cpu() == y[i : i + batch]).sum())
     return correct / max(1, len(x))
 
 
 def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, *,
                       calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0,
-                      mapping: Mapping | None = None, batch_size: int = 500,
+                      mapping: Mapping | None = None, batch_size: int = 500, device: str | None = None,
                       setting: dict[str, Any] | None = None,
                       progress: Callable[[int], None] | None = None) -> AccuracyReport:
     """Accuracy of `model` on (x, y): float, quantized, and on `chips` chip instances.
@@ -101,7 +101,7 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
     noise, so every number can be reproduced. A chip without device noise is programmed once.
     """
     start = time.perf_counter()
-    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration)
+    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration, device=device)
     sim.mode = "float"
     float_acc = _accuracy(sim, x, y, batch_size)
     sim.mode = "quantized"
@@ -112,7 +112,7 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
         s = seed + k
         if k == 0 or hw.nonideal.device_noise:
             sim.program(s)
-        gen = torch.Generator().manual_seed(10_007 * s + 1)
+        gen = sim.generator(10_007 * s + 1)
         accs.append(_accuracy(lambda xb, g=gen: sim(xb, g), x, y, batch_size))
         seeds.append(s)
         if progress is not None:

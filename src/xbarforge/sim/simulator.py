@@ -22,7 +22,7 @@ import torch.fx
 from torch import nn
 
 from xbarforge.compiler.compile import isaac_like
-from xbarforge.compiler.execute import CrossbarKey, LayerInterpreter, program_crossbars, reference_layer
+from xbarforge.compiler.execute import CrossbarKey, LayerInterpreter, program_crossbars
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.errors import XbarforgeError
 from xbarforge.graph.capture import capture
@@ -33,10 +33,15 @@ from xbarforge.sim.calibrate import adc_steps, input_quant
 from xbarforge.sim.device import off_level, program_chip
 from xbarforge.sim.layout import layer_layouts
 
-__all__ = ["Mode", "Simulator", "SimulationError"]
+__all__ = ["Mode", "Simulator", "SimulationError", "pick_device"]
 
 Mode = Literal["fast", "exact", "quantized", "float"]
 _CALIBRATION_PIXELS = 4096  # calibration inputs kept per conv layer for ADC ranges
+
+
+def pick_device() -> torch.device:
+    """CUDA when present (the fast mode is a few convolutions, the exact mode large matmuls), else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class SimulationError(XbarforgeError):
@@ -48,7 +53,9 @@ class Simulator:
 
     def __init__(self, model: nn.Module, hw: HardwareSpec, input_shape: tuple[int, ...] | None = None, *,
                  mapping: Mapping | None = None, graph: LayerGraph | None = None,
-                 calibration: torch.Tensor | None = None, mode: Mode = "fast") -> None:
+                 calibration: torch.Tensor | None = None, mode: Mode = "fast",
+                 device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device) if device is not None else pick_device()
         self.model = copy.deepcopy(model).cpu().eval()
         self.hw = hw
         self.mode: Mode = mode
@@ -63,13 +70,13 @@ class Simulator:
         except ValueError as exc:
             raise SimulationError(f"mapping does not fit this model and hardware: {exc}") from None
         self.layouts = layer_layouts(self.mapping)
-        self.gm = torch.fx.symbolic_trace(self.model)
+        self.gm = torch.fx.symbolic_trace(self.model).to(self.device)
         nominal = self._nominal_crossbars()
         ref_col = hw.crossbar.cols - 1 if hw.crossbar.encoding == "offset" else None
         self.layers: dict[str, AnalogLayer] = {}
         for layer in graph.mvm_layers:
             cells, ref = self.layouts[layer.name].gather(nominal, ref_col)
-            self.layers[layer.name] = AnalogLayer(layer, hw, self.layouts[layer.name], cells, ref)
+            self.layers[layer.name] = AnalogLayer(layer, hw, self.layouts[layer.name], cells, ref, self.device)
         self.seed: int | None = None
         self.calibrated = False
         if calibration is not None:
@@ -101,7 +108,7 @@ class Simulator:
             per_image = max(1, inp[0].numel() // max(1, inp.shape[-1] if layer.kind == "linear" else inp.shape[1]))
             keep = inp if layer.kind == "linear" else inp[: max(1, _CALIBRATION_PIXELS // per_image)]
             seen[layer.name] = torch.cat((seen[layer.name], keep)) if layer.name in seen else keep
-            return reference_layer(layer, inp)
+            return self.layers[layer.name].forward_float(inp)
 
         self.run_layers(x, record)
         bits = self.hw.precision.activation_bits
@@ -120,11 +127,15 @@ class Simulator:
         """Run the model with `layer_fn(layer, input)` computing every MVM layer (digital ops in float)."""
         interp = LayerInterpreter(self.gm, self.graph, layer_fn)
         with torch.no_grad():
-            out = interp.run(x)
+            out = interp.run(x.to(self.device))
         missing = sorted(set(self.layers) - set(interp.outputs))
         if missing:
             raise SimulationError(f"layers not reached as conv/linear modules (functional forms?): {missing}")
         return out
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A generator on the simulator's device (read noise is drawn where the reads happen)."""
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Model output for `x` on the programmed chip.
@@ -133,7 +144,7 @@ class Simulator:
         and converters, in float), float (the folded model, no quantization).
         """
         if self.mode == "float":
-            return self.run_layers(x, lambda layer, inp: reference_layer(layer, inp))
+            return self.run_layers(x, lambda layer, inp: self.layers[layer.name].forward_float(inp))
         if not self.calibrated:
             self.calibrate(x)
         if self.mode == "quantized":
