@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-accuracy clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,13 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/compile_bench.py
+	$(PY) benchmarks/sim_bench.py
+	$(PY) benchmarks/ir_drop_bench.py
+	$(PY) benchmarks/fidelity_bench.py
+
+# trains ResNet-20 on the CIFAR-10 JPEG copy (about 15-20 min on 2 cores) and simulates it on chips
+bench-accuracy: $(STAMP)
+	$(PY) benchmarks/accuracy_bench.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
