@@ -28,6 +28,7 @@ from xbarforge.hardware.spec import HardwareSpec
 __all__ = ["level_unit_us", "off_level", "program_cells", "program_chip"]
 
 K = TypeVar("K")
+_IR_BATCH = 64  # crossbars per IR-drop call
 
 
 def level_unit_us(hw: HardwareSpec) -> float:
@@ -87,8 +88,10 @@ def program_chip(levels: dict[K, torch.Tensor], hw: HardwareSpec, generator: tor
     if hw.nonideal.ir_drop and hw.crossbar.wire_ohm > 0 and keys:
         from xbarforge.sim.ir_drop import ir_drop_factors
 
-        stack = torch.stack([cells[k] for k in keys])
-        siemens = stack.abs().to(torch.float64) * (level_unit_us(hw) * 1e-6)
-        stack = stack * ir_drop_factors(siemens, hw.crossbar.wire_ohm).to(stack.dtype)
-        cells = dict(zip(keys, stack.unbind(0), strict=True))
+        for i in range(0, len(keys), _IR_BATCH):  # batched, but bounded: the solver keeps ~25 copies
+            part = keys[i : i + _IR_BATCH]
+            stack = torch.stack([cells[k] for k in part])
+            siemens = stack.abs().to(torch.float64) * (level_unit_us(hw) * 1e-6)
+            stack = stack * ir_drop_factors(siemens, hw.crossbar.wire_ohm).to(stack.dtype)
+            cells.update(zip(part, stack.unbind(0), strict=True))
     return cells
