@@ -24,11 +24,9 @@ __all__ = ["MAX_CALIBRATION_READS", "adc_steps", "input_quant"]
 MAX_CALIBRATION_READS = 1 << 16  # (cycle x pixel) reads per layer used to set ADC ranges
 
 
-def input_quant(x: torch.Tensor, activation_bits: int) -> InputQuant:
-    """Scale and sign of a layer's input quantizer from calibration activations."""
-    signed = bool(x.numel()) and float(x.min()) < 0
+def input_quant(top: float, signed: bool, activation_bits: int) -> InputQuant:
+    """A layer's input quantizer from the largest |activation| calibration saw and whether any was negative."""
     levels = 2 ** (activation_bits - (1 if signed else 0)) - 1
-    top = float(x.abs().max()) if x.numel() else 0.0
     return InputQuant(scale=top / levels if top > 0 else 1.0, signed=signed, levels=levels)
 
 

@@ -102,18 +102,21 @@ class Simulator:
 
     def calibrate(self, x: torch.Tensor) -> Simulator:
         """Fix input quantizers and ADC ranges from calibration inputs `x` (a batch)."""
-        seen: dict[str, torch.Tensor] = {}
+        seen: dict[str, torch.Tensor] = {}  # a subset of each layer's inputs, for the ADC ranges
+        extremes: dict[str, torch.Tensor] = {}  # (max |x|, min x) over every calibration input
 
         def record(layer: Layer, inp: torch.Tensor) -> torch.Tensor:
-            per_image = max(1, inp[0].numel() // max(1, inp.shape[-1] if layer.kind == "linear" else inp.shape[1]))
-            keep = inp if layer.kind == "linear" else inp[: max(1, _CALIBRATION_PIXELS // per_image)]
-            seen[layer.name] = torch.cat((seen[layer.name], keep)) if layer.name in seen else keep
+            pixels = 1 if layer.kind == "linear" else inp[0].numel() // max(1, inp.shape[1])
+            keep = inp if layer.kind == "linear" else inp[: max(1, _CALIBRATION_PIXELS // max(1, pixels))]
+            seen[layer.name] = keep
+            extremes[layer.name] = torch.stack((inp.abs().max(), -inp.min()))
             return self.layers[layer.name].forward_float(inp)
 
         self.run_layers(x, record)
         bits = self.hw.precision.activation_bits
         for name, analog in self.layers.items():
-            analog.input = input_quant(seen[name], bits)
+            top, neg = (float(v) for v in extremes[name])
+            analog.input = input_quant(top, neg > 0, bits)
             analog.adc_step = adc_steps(analog, seen[name]) if self.hw.nonideal.adc else None
             analog._fast = analog._scaled = None
         self.calibrated = True
