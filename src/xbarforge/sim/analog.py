@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -96,11 +98,36 @@ def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
     return ((xi.to(torch.int32).unsqueeze(1) >> shifts) & (2**dac_bits - 1)).to(torch.float32)
 
 
+_RANDN_PARTS = 4  # fixed, so the draws do not depend on the thread count
+_RANDN_PARALLEL_MIN = 1 << 20
+_randn_pool: ThreadPoolExecutor | None = None
+
+
 def _randn(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard normals on `device`, drawn from `generator` wherever that generator lives."""
-    if generator is None or generator.device == device:
-        return torch.randn(shape, generator=generator, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+    """Standard normals on `device`, drawn from `generator` wherever that generator lives.
+
+    Large CPU draws are split into a fixed number of parts, each from its own generator seeded by
+    `generator`, and filled by a thread pool: torch draws CPU normals on one thread, which would
+    otherwise cost as much as the reads themselves in exact mode.
+    """
+    global _randn_pool
+    gen_device = generator.device if generator is not None else device
+    numel = math.prod(shape)
+    if gen_device.type != "cpu" or numel < _RANDN_PARALLEL_MIN:
+        out = torch.randn(shape, generator=generator, device=gen_device)
+        return out if gen_device == device else out.to(device)
+    seeds = torch.randint(0, 2**62, (_RANDN_PARTS,), generator=generator).tolist()
+    out = torch.empty(numel)
+    bounds = [numel * i // _RANDN_PARTS for i in range(_RANDN_PARTS + 1)]
+    if _randn_pool is None:
+        _randn_pool = ThreadPoolExecutor(max_workers=min(_RANDN_PARTS, os.cpu_count() or 1))
+
+    def fill(i: int) -> None:
+        out[bounds[i] : bounds[i + 1]].normal_(generator=torch.Generator().manual_seed(seeds[i]))
+
+    list(_randn_pool.map(fill, range(_RANDN_PARTS)))
+    out = out.view(shape)
+    return out if device.type == "cpu" else out.to(device)
 
 
 class AnalogLayer:
