@@ -45,8 +45,13 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("simcli")
     (root / "net.py").write_text(NET)
-    code, _, err = run_cli(["train", f"{root / 'net.py'}:build", "--data", "digits", "--epochs", "4",
-                            "--out", str(root / "run"), "--quiet"])
+    before = torch.get_num_threads()  # module fixtures run before the per-test one-thread fixture
+    torch.set_num_threads(1)
+    try:
+        code, _, err = run_cli(["train", f"{root / 'net.py'}:build", "--data", "digits", "--epochs", "4",
+                                "--out", str(root / "run"), "--quiet"])
+    finally:
+        torch.set_num_threads(before)
     assert code == 0, err
     return root / "run" / "model.pt"
 
