@@ -11,11 +11,11 @@ ReLU) are applied as two passes, positive and negative parts (sign-magnitude).
 *fast* keeps what matters for accuracy at near-float cost: one convolution with the *decoded*
 programmed weights (so quantization, slicing, on/off ratio, variation, faults, drift and IR drop
 are exact, since they are linear in the cells), plus one Gaussian per output whose variance is
-what read noise and ADC rounding add: read noise exactly (a second convolution of the inputs'
-squared bit-serial digits with the cells' noise variance), ADC rounding as uniform noise of
-step**2 / 12 per conversion. What fast mode leaves out: ADC saturation, and that rounding is not
-noise (a read that is exactly on a code is not perturbed; a full-scale ADC with a one-level step
-counts as lossless); docs/simulator.md reports the gap.
+what read noise and ADC conversion add: read noise exactly (a second convolution of the inputs'
+squared bit-serial digits with the cells' noise variance), ADC conversion as the mean squared
+error it made on the calibration reads (sparse reads, dead zone and saturation included). What
+fast mode leaves out: that the conversion error depends on each input (it uses its calibration
+average) and is not Gaussian; docs/simulator.md reports the gap.
 
 Integer domain: inputs ``x = s_x * xi`` with integer `xi`, weights ``w = s_w * q``; a column read
 is in level units (see device.py); outputs are rescaled by ``s_x * s_w`` at the end.
@@ -150,6 +150,7 @@ class AnalogLayer:
         self.cells = self.nominal
         self.input: InputQuant | None = None
         self.adc_step: torch.Tensor | None = None  # (row tiles, G, Cp [+1])
+        self.adc_error: torch.Tensor | None = None  # calibrated conversion error variance, same shape
         self._fast: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
         self._qweight: torch.Tensor | None = None
         self._scaled: list[torch.Tensor] | None = None
@@ -273,17 +274,14 @@ class AnalogLayer:
             if self.has_ref:
                 noise_w = noise_w + self.offset**2 * sq[..., cp:]
         adc_var = None
-        # A full-scale ADC with a step of one level reads integer column sums without loss.
-        lossless = ni.adc_range == "full_scale" and self.adc_step is not None and bool((self.adc_step <= 1).all())
-        if ni.adc and self.adc_step is not None and not lossless:
-            per_read = self.adc_step**2 / 12  # (row tiles, G, Cp[+1])
+        adc_var = None
+        if ni.adc and self.adc_error is not None:
+            per_read = self.adc_error  # (row tiles, G, Cp[+1]): calibrated, shift-add weighted
             cp = self.layout.cols_per_group
             v = per_read[..., :cp].reshape(*per_read.shape[:2], cp // self.cpw, self.cpw) @ (self.coef * self.coef)
             if self.has_ref:
                 v = v + self.offset**2 * per_read[..., cp:]
-            d = self.dac_bits
-            cyc = sum(4.0 ** (t * d) for t in range(self.cycles)) * (2 if self.input and self.input.signed else 1)
-            adc_var = v.sum(0).reshape(-1) * cyc  # (C_out,)
+            adc_var = v.sum(0).reshape(-1)  # (C_out,)
         self._fast = (self._to_weight(w), None if noise_w is None else self._to_weight(noise_w), adc_var)
         return self._fast
 

@@ -19,7 +19,7 @@ import torch
 from xbarforge.compiler.execute import _unfold
 from xbarforge.sim.analog import AnalogLayer, InputQuant, _digits, quantize_input
 
-__all__ = ["MAX_CALIBRATION_READS", "adc_steps", "input_quant"]
+__all__ = ["MAX_CALIBRATION_READS", "adc_calibration", "input_quant"]
 
 MAX_CALIBRATION_READS = 1 << 16  # (cycle x pixel) reads per layer used to set ADC ranges
 
@@ -38,33 +38,50 @@ def _tile_max_sum(layer: AnalogLayer, r0: int, r1: int) -> torch.Tensor:
     return top_digit * layer.nominal[:, r0:r1].abs().sum(1)
 
 
-def adc_steps(layer: AnalogLayer, x: torch.Tensor | None) -> torch.Tensor:
-    """(row tiles, G, Cp[+1]) ADC step in level units for `layer` given calibration input `x`."""
+def adc_calibration(layer: AnalogLayer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ADC step and the rounding error it makes, per (row tile, G, Cp[+1]), from calibration input `x`.
+
+    The step is in level units. The error is the shift-add-weighted mean squared conversion error
+    per output read, ``sum_passes sum_t 4**(t d) E[(ADC(v) - v)**2]`` over the calibration reads:
+    fast mode adds it as noise, so sparse inputs (reads that are exactly 0), the dead zone of a
+    coarse ADC and saturation are counted as they occur, not as uniform rounding noise.
+    """
     ni, prec = layer.hw.nonideal, layer.hw.precision
     bipolar = layer.bipolar
-    codes = 2 ** (prec.adc_bits - (1 if bipolar else 0)) - 1
+    bits = prec.adc_bits - (1 if bipolar else 0)
+    codes = 2**bits - 1
+    reads = _calibration_reads(layer, x)  # per row tile: (G, passes * T * n, Cp[+1])
     steps = []
-    if ni.adc_range == "full_scale":
-        for r0, r1 in layer.layout.row_tiles:
+    for (r0, r1), r in zip(layer.layout.row_tiles, reads, strict=True):
+        if ni.adc_range == "full_scale":
             needed = math.ceil(math.log2(float(_tile_max_sum(layer, r0, r1).max()) + 1))
-            step = 2.0 ** max(0, needed - (prec.adc_bits - (1 if bipolar else 0)))
-            g, _, cols = layer.nominal.shape
-            steps.append(torch.full((g, cols), step, device=layer.nominal.device))
-        return torch.stack(steps)
-    assert x is not None and layer.input is not None
-    reads = _calibration_reads(layer, x)  # per row tile: (G, reads, Cp[+1])
-    for r in reads:
-        mag = r.abs()
-        if ni.adc_percentile >= 100:
-            top = mag.amax(1)
+            top = torch.full(r.shape[::2], 2.0 ** max(0, needed - bits) * codes, device=r.device)
+        elif ni.adc_percentile >= 100:
+            top = r.abs().amax(1)
         else:
-            top = torch.quantile(mag.transpose(1, 2), ni.adc_percentile / 100, dim=-1)
+            top = torch.quantile(r.abs().transpose(1, 2), ni.adc_percentile / 100, dim=-1)
         if ni.adc_range == "crossbar":  # one range per crossbar (column tile); the reference column keeps its own
             cuts = layer.layout.col_cuts
             for c0, c1 in zip(cuts[:-1], cuts[1:], strict=True):
                 top[:, c0:c1] = top[:, c0:c1].amax(1, keepdim=True)
         steps.append(torch.where(top > 0, top / codes, torch.ones_like(top)))
-    return torch.stack(steps)
+    step = torch.stack(steps)
+    t_cycles, d = layer.cycles, layer.dac_bits
+    weights = torch.tensor([4.0 ** (t * d) for t in range(t_cycles)], device=step.device).view(1, 1, t_cycles, 1)
+    errors = []
+    for ti, r in enumerate(reads):
+        s = step[ti].unsqueeze(1)
+        conv = (r / s).round_().clamp_(-codes - 1 if bipolar else 0, codes) * s
+        e2 = (conv - r).pow_(2)
+        g, _, cols = e2.shape
+        e2 = e2.view(g, -1, t_cycles, e2.shape[1] // max(1, t_cycles) // max(1, _passes(layer)), cols)
+        errors.append((e2.mean(3) * weights).sum((1, 2)))  # (G, Cp[+1]) per pixel
+    return step, torch.stack(errors)
+
+
+def _passes(layer: AnalogLayer) -> int:
+    assert layer.input is not None
+    return 2 if layer.input.signed else 1
 
 
 def _calibration_reads(layer: AnalogLayer, x: torch.Tensor) -> list[torch.Tensor]:

@@ -29,7 +29,7 @@ from xbarforge.graph.capture import capture
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.analog import AnalogLayer
-from xbarforge.sim.calibrate import adc_steps, input_quant
+from xbarforge.sim.calibrate import adc_calibration, input_quant
 from xbarforge.sim.device import off_level, program_chip
 from xbarforge.sim.layout import layer_layouts
 
@@ -117,7 +117,10 @@ class Simulator:
         for name, analog in self.layers.items():
             top, neg = (float(v) for v in extremes[name])
             analog.input = input_quant(top, neg > 0, bits)
-            analog.adc_step = adc_steps(analog, seen[name]) if self.hw.nonideal.adc else None
+            if self.hw.nonideal.adc:
+                analog.adc_step, analog.adc_error = adc_calibration(analog, seen[name])
+            else:
+                analog.adc_step = analog.adc_error = None
             analog._fast = analog._scaled = None
         self.calibrated = True
         if self.seed is None:
