@@ -94,7 +94,7 @@ def main() -> None:
     base = RUNS / "r20"
     if not (base / "model.pt").exists():
         xbarforge("train", "resnet20", "--data", "cifar10", "--data-root", args.data_root, "--epochs",
-                  str(args.epochs), "--out", str(base))
+                  str(args.epochs), "--lr", "0.1", "--batch-size", "64", "--out", str(base))
     metrics = load(base / "metrics.json")
     doc["train"] = {k: metrics.get(k) for k in ("epochs", "val_accuracy", "test_accuracy", "time_s", "device",
                                                 "recipe", "seed")}

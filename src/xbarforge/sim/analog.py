@@ -38,7 +38,7 @@ from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.device import off_level
 from xbarforge.sim.layout import LayerLayout
 
-__all__ = ["AnalogLayer", "InputQuant", "digit_square_sum", "quantize_input"]
+__all__ = ["AnalogLayer", "InputQuant", "NoiseTable", "digit_square_sum", "quantize_input"]
 
 _CHUNK = 1 << 22  # elements of one chunk's read tensor (T x pixels x columns): stays in cache-sized pieces
 
@@ -61,7 +61,7 @@ def quantize_input(x: torch.Tensor, q: InputQuant, quantize: bool = True) -> tor
     return xi.clamp_(lo, q.levels)
 
 
-def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
+def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int, nonnegative: bool = False) -> torch.Tensor:
     """sum_t 4**(t d) * digit_t(|xi|)**2: how much read noise the bit-serial reads of xi collect.
 
     One table lookup per element (the table over all input levels is built once per setting),
@@ -76,7 +76,8 @@ def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tens
             out.add_(d * d, alpha=float(4 ** (t * dac_bits)))
         return out
     lut = _square_sum_table(dac_bits, cycles, xi.device)
-    return lut[xi.abs().to(torch.int32).clamp_(max=lut.numel() - 1)].to(xi.dtype)
+    mag = xi if nonnegative else xi.abs()  # quantize_input already bounds |xi| by the top level
+    return torch.index_select(lut, 0, mag.to(torch.int32).view(-1)).view(xi.shape)  # 3x faster than lut[idx]
 
 
 _LUT_MAX = 1 << 20
@@ -130,6 +131,28 @@ def _randn(shape: torch.Size, generator: torch.Generator | None, device: torch.d
     return out if device.type == "cpu" else out.to(device)
 
 
+class NoiseTable:
+    """Standard normals for fast mode, drawn once per chip and read at a random offset per call.
+
+    Fresh CPU normals cost about as much as the layer's convolution; a table read costs nothing
+    extra (the noise is added in the pass that reads it). Each output still gets a N(0, 1) draw and
+    outputs of one call get distinct draws; calls reuse the table at independent random offsets, as
+    evolution strategies' shared noise tables do (Salimans et al., 2017). Exact mode always draws
+    fresh numbers.
+    """
+
+    def __init__(self, size: int, seed: int, device: torch.device) -> None:
+        self.values = _randn(torch.Size([size]), torch.Generator().manual_seed(seed), device)
+
+    def draw(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
+        n, size = math.prod(shape), self.values.numel()
+        if 2 * n > size:  # too large to read at a random offset: draw afresh
+            return _randn(shape, generator, self.values.device)
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        offset = int(torch.randint(0, size - n + 1, (1,), generator=generator, device=gen_device))
+        return self.values[offset : offset + n].view(shape)
+
+
 class AnalogLayer:
     """A conv/linear layer as the chip computes it; program() installs one chip instance."""
 
@@ -155,6 +178,7 @@ class AnalogLayer:
         self._qweight: torch.Tensor | None = None
         self._scaled: list[torch.Tensor] | None = None
         self.exact_macs = 0  # multiply-accumulates exact mode has done (reads and read-noise variances)
+        self.noise: NoiseTable | None = None  # fast mode's normals (shared by the chip's layers)
 
     # ---- set-up ----
 
@@ -302,12 +326,13 @@ class AnalogLayer:
             return y
         adc_bias = None if adc_var is None else adc_var * scale**2  # a constant variance per output
         if noise_w is not None:
-            sq = digit_square_sum(xi, self.dac_bits, self.cycles) if self.dac_bits else xi * xi
+            sq = digit_square_sum(xi, self.dac_bits, self.cycles, not self.input.signed) if self.dac_bits else xi * xi
             var = self._apply(sq, noise_w * scale**2, adc_bias)
         else:
             assert adc_bias is not None
             var = self._per_channel(adc_bias, y).expand_as(y)
-        return torch.addcmul(y, var.sqrt(), _randn(y.shape, generator, y.device))
+        noise = self.noise.draw(y.shape, generator) if self.noise is not None else _randn(y.shape, generator, y.device)
+        return torch.addcmul(y, var.sqrt_() if noise_w is not None else var.sqrt(), noise)
 
     def _per_channel(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A per-output-channel vector shaped to broadcast against the layer's output."""

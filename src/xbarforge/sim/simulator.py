@@ -28,7 +28,7 @@ from xbarforge.errors import XbarforgeError
 from xbarforge.graph.capture import capture
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
-from xbarforge.sim.analog import AnalogLayer
+from xbarforge.sim.analog import AnalogLayer, NoiseTable
 from xbarforge.sim.calibrate import adc_calibration, input_quant
 from xbarforge.sim.device import off_level, program_chip
 from xbarforge.sim.layout import layer_layouts
@@ -37,6 +37,7 @@ __all__ = ["Mode", "Simulator", "SimulationError", "pick_device"]
 
 Mode = Literal["fast", "exact", "quantized", "float"]
 _CALIBRATION_PIXELS = 4096  # calibration inputs kept per conv layer for ADC ranges
+NOISE_TABLE_SIZE = 1 << 23  # fast mode's normals per chip instance (32 MB)
 
 
 def pick_device() -> torch.device:
@@ -93,8 +94,10 @@ class Simulator:
         gen = torch.Generator().manual_seed(seed)
         programmed = program_chip(self.levels, self.hw, gen)
         ref_col = self.hw.crossbar.cols - 1 if self.hw.crossbar.encoding == "offset" else None
+        noise = NoiseTable(NOISE_TABLE_SIZE, 1_000_003 * seed + 7, self.device)
         for name, analog in self.layers.items():
             analog.program(*self.layouts[name].gather(programmed, ref_col))
+            analog.noise = noise
         self.seed = seed
         return self
 
