@@ -93,7 +93,8 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
                       calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0,
                       mapping: Mapping | None = None, batch_size: int = 500, device: str | None = None,
                       setting: dict[str, Any] | None = None,
-                      progress: Callable[[int], None] | None = None) -> AccuracyReport:
+                      progress: Callable[[int], None] | None = None,
+                      reference_cache: dict[tuple[Any, ...], tuple[float, float]] | None = None) -> AccuracyReport:
     """Accuracy of `model` on (x, y): float, quantized, and on `chips` chip instances.
 
     `calibration` (inputs from the training side, never the evaluation set) fixes the input
@@ -102,10 +103,17 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
     """
     start = time.perf_counter()
     sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration, device=device)
-    sim.mode = "float"
-    float_acc = _accuracy(sim, x, y, batch_size)
-    sim.mode = "quantized"
-    quant_acc = _accuracy(sim, x, y, batch_size)
+    # float and quantized accuracy depend only on the bit widths (a sweep over devices reuses them)
+    key = (hw.precision.weight_bits, hw.precision.activation_bits, hw.nonideal.quantize_inputs)
+    if reference_cache is not None and key in reference_cache:
+        float_acc, quant_acc = reference_cache[key]
+    else:
+        sim.mode = "float"
+        float_acc = _accuracy(sim, x, y, batch_size)
+        sim.mode = "quantized"
+        quant_acc = _accuracy(sim, x, y, batch_size)
+        if reference_cache is not None:
+            reference_cache[key] = (float_acc, quant_acc)
     sim.mode = mode
     accs, seeds = [], []
     for k in range(chips):
@@ -130,13 +138,15 @@ def sweep(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, 
     names = list(vary)
     points = list(itertools.product(*(vary[n] for n in names)))
     reports = []
+    cache: dict[tuple[Any, ...], tuple[float, float]] = {}
     for values in points:
         point_hw = hw
         for n, v in zip(names, values, strict=True):
             point_hw = apply_setting(point_hw, n, v)
         setting = dict(zip(names, values, strict=True))
         reports.append(simulate_accuracy(model, point_hw, x, y, calibration=calibration, chips=chips, mode=mode,
-                                         seed=seed, batch_size=batch_size, setting=setting, progress=progress))
+                                         seed=seed, batch_size=batch_size, setting=setting, progress=progress,
+                                         reference_cache=cache))
     return reports
 
 
