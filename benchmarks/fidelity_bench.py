@@ -81,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=500, help="test images for part B")
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "cifar10"))
+    ap.add_argument("--zoo-only", action="store_true", help="skip part B (the trained ResNet-20)")
     args = ap.parse_args()
     doc: dict[str, Any] = {"settings": SETTINGS, "zoo": {}, "seed": 0}
     torch.manual_seed(0)
@@ -100,7 +101,7 @@ def main() -> None:
                       f"  gap {r['fast_exact_gap_rel_rms_mean']:.4f}", flush=True)
         OUT.write_text(json.dumps(doc, indent=2))
     model_file = ROOT / "runs" / "r20" / "model.pt"
-    if model_file.exists():
+    if model_file.exists() and not args.zoo_only:
         from accuracy_bench import eval_tensors  # same data handling as the accuracy benchmark
 
         model, xt, yt, calib = eval_tensors(model_file, args.data_root, args.images)
