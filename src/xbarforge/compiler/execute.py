@@ -46,6 +46,7 @@ from xbarforge.hardware.spec import HardwareSpec
 
 __all__ = [
     "CrossbarKey",
+    "apply_layer",
     "block_cells",
     "check_coverage",
     "dequantized_weight",
@@ -440,8 +441,13 @@ def reference_layer(layer: Layer, x: torch.Tensor, hw: HardwareSpec | None = Non
     """The layer in plain torch (dequantized weights when `hw` is given, float weights otherwise)."""
     assert layer.weight is not None, f"layer {layer.name} has no weight"
     w = layer.weight if hw is None else dequantized_weight(layer, hw)
+    return apply_layer(layer, x, w, layer.bias)
+
+
+def apply_layer(layer: Layer, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The layer's own linear map (conv geometry from capture: pads, stride, groups, 1-d) with `weight`."""
     if layer.kind == "linear":
-        return F.linear(x, w, layer.bias)
+        return F.linear(x, weight, bias)
     one_d = bool(layer.attrs.get("conv1d")) or x.dim() == 3
     if one_d:
         x = x.unsqueeze(2)
@@ -450,7 +456,7 @@ def reference_layer(layer: Layer, x: torch.Tensor, hw: HardwareSpec | None = Non
     if pads is not None:
         x = F.pad(x, (pads[1], pads[3], pads[0], pads[2]))
         padding = (0, 0)
-    y = F.conv2d(x, w, layer.bias, layer.stride, padding, layer.dilation, layer.groups)
+    y = F.conv2d(x, weight, bias, layer.stride, padding, layer.dilation, layer.groups)
     return y.squeeze(2) if one_d else y
 
 

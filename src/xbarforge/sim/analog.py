@@ -30,9 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from xbarforge.compiler.execute import _unfold, quantize_weight, slice_coefficients
+from xbarforge.compiler.execute import _unfold, apply_layer, quantize_weight, slice_coefficients
 from xbarforge.graph.layer_graph import Layer
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.device import off_level
@@ -354,17 +353,4 @@ class AnalogLayer:
         return self._apply(x, self.float_weight, self.bias)
 
     def _apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The layer's own linear map (conv geometry from capture) with another weight."""
-        layer = self.layer
-        if layer.kind == "linear":
-            return F.linear(x, weight, bias)
-        one_d = bool(layer.attrs.get("conv1d")) or x.dim() == 3
-        if one_d:
-            x = x.unsqueeze(2)
-        padding: tuple[int, int] = layer.padding
-        pads = layer.attrs.get("pads")
-        if pads is not None:
-            x = F.pad(x, (pads[1], pads[3], pads[0], pads[2]))
-            padding = (0, 0)
-        y = F.conv2d(x, weight, bias, layer.stride, padding, layer.dilation, layer.groups)
-        return y.squeeze(2) if one_d else y
+        return apply_layer(self.layer, x, weight, bias)
