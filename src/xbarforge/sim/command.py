@@ -35,38 +35,18 @@ _SHORTCUTS = {
 }
 
 
-def _fraction0(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got '{text}'")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return v
-
-
 def _common(p: argparse.ArgumentParser) -> None:
-    from xbarforge.cli import DEFAULT_HW, positive_int
+    from xbarforge.cli import DEFAULT_HW, closed_fraction, positive_float, positive_int
 
     p.add_argument("model", metavar="MODEL.pt", help="a model file written by `xbarforge train`")
     p.add_argument("--hw", default=DEFAULT_HW, metavar="PRESET_OR_YAML", help=f"hardware (default: {DEFAULT_HW})")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override hardware keys, e.g. nonideal.variation=0.05 crossbar.rows=64")
-    p.add_argument("--variation", type=_fraction0, help="programming variation, relative sigma per cell")
-    p.add_argument("--read-noise", type=_fraction0, help="read noise, relative sigma per cell and read")
-    p.add_argument("--stuck-on", type=_fraction0, help="fraction of cells stuck at g_on")
-    p.add_argument("--stuck-off", type=_fraction0, help="fraction of cells stuck at g_off")
-    p.add_argument("--drift-time", type=_positive_float, metavar="SECONDS", help="time since programming (drift)")
+    p.add_argument("--variation", type=closed_fraction, help="programming variation, relative sigma per cell")
+    p.add_argument("--read-noise", type=closed_fraction, help="read noise, relative sigma per cell and read")
+    p.add_argument("--stuck-on", type=closed_fraction, help="fraction of cells stuck at g_on")
+    p.add_argument("--stuck-off", type=closed_fraction, help="fraction of cells stuck at g_off")
+    p.add_argument("--drift-time", type=positive_float, metavar="SECONDS", help="time since programming (drift)")
     p.add_argument("--adc-bits", type=positive_int, help="ADC resolution")
     p.add_argument("--dac-bits", type=positive_int, help="input bits per crossbar read")
     p.add_argument("--adc-range", choices=("column", "crossbar", "full_scale"), help="ADC range calibration")

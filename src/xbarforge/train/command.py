@@ -12,7 +12,6 @@ trained with. Killing a run and rerunning the same command continues from the la
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 from pathlib import Path
 from typing import Any
@@ -22,39 +21,6 @@ import torch
 from xbarforge.errors import XbarforgeError
 
 DEFAULTS: dict[str, Any] = {"epochs": 15, "weight_decay": 5e-4, "label_smoothing": 0.1, "val_fraction": 0.1}
-
-
-def _positive_float(text: str) -> float:
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    """A number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got '{text}'") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    """A finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -73,7 +39,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def add_train_command(sub: Any) -> None:
     """Register `xbarforge train` on the CLI's sub-parsers."""
-    from xbarforge.cli import nonneg_int, positive_int
+    from xbarforge.cli import nonneg_float, nonneg_int, positive_float, positive_int, unit_interval
     from xbarforge.data import DATASETS
 
     p = sub.add_parser(
@@ -93,15 +59,15 @@ def add_train_command(sub: Any) -> None:
                    help=f"epochs (default: {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=positive_int,
                    help="batch size (default: 64; smaller for small datasets so an epoch has ~80 steps)")
-    p.add_argument("--lr", type=_positive_float,
+    p.add_argument("--lr", type=positive_float,
                    help="peak learning rate of the one-cycle schedule (default: 0.1 for networks with batch norm,"
                         " 0.05 without)")
-    p.add_argument("--weight-decay", type=_nonneg_float, default=DEFAULTS["weight_decay"],
+    p.add_argument("--weight-decay", type=nonneg_float, default=DEFAULTS["weight_decay"],
                    help=f"weight decay on conv/linear weights (default: {DEFAULTS['weight_decay']})")
-    p.add_argument("--label-smoothing", type=_unit_interval, default=DEFAULTS["label_smoothing"],
+    p.add_argument("--label-smoothing", type=unit_interval, default=DEFAULTS["label_smoothing"],
                    help=f"label smoothing (default: {DEFAULTS['label_smoothing']})")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed: init, val split, batches (default: 0)")
-    p.add_argument("--val-fraction", type=_unit_interval, default=DEFAULTS["val_fraction"],
+    p.add_argument("--val-fraction", type=unit_interval, default=DEFAULTS["val_fraction"],
                    help=f"share of the training set held out for validation (default: {DEFAULTS['val_fraction']})")
     p.add_argument("--resolution", type=_resolution, metavar="N|HxW",
                    help="resize inputs on the fly, e.g. 64 (default: the data's own size, or the --init model's)")
