@@ -4,7 +4,6 @@ output in the direction and by the amount its model says, fast and exact modes a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,14 +20,7 @@ from xbarforge.sim.analog import digit_square_sum
 from xbarforge.sim.device import off_level, program_cells
 from xbarforge.zoo import create_model, default_input_shape, list_models
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small layers run fastest on one thread, which cannot stall in OpenMP barriers on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -7,11 +7,9 @@ import csv
 import io
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from xbarforge.cli import main
 
@@ -26,12 +24,7 @@ NET = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -42,16 +35,11 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     root = tmp_path_factory.mktemp("simcli")
     (root / "net.py").write_text(NET)
-    before = torch.get_num_threads()  # module fixtures run before the per-test one-thread fixture
-    torch.set_num_threads(1)
-    try:
-        code, _, err = run_cli(["train", f"{root / 'net.py'}:build", "--data", "digits", "--epochs", "4",
-                                "--out", str(root / "run"), "--quiet"])
-    finally:
-        torch.set_num_threads(before)
+    code, _, err = run_cli(["train", f"{root / 'net.py'}:build", "--data", "digits", "--epochs", "4",
+                            "--out", str(root / "run"), "--quiet"])
     assert code == 0, err
     return root / "run" / "model.pt"
 
