@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
+from xbarforge.basis.command import add_basis_command
 from xbarforge.errors import XbarforgeError
 from xbarforge.sim.command import add_simulate_command, add_sweep_command
 from xbarforge.train.command import add_train_command
@@ -390,6 +391,7 @@ def _add_models(sub: Any) -> None:
 
 COMMANDS: list[Callable[[Any], None]] = [
     _add_compile, _add_presets, _add_models, _add_demo, add_train_command, add_simulate_command, add_sweep_command,
+    add_basis_command,
 ]
 
 

@@ -184,6 +184,48 @@ class NonIdealSpec(_Strict):
         return bool(self.variation or self.stuck_on_rate or self.stuck_off_rate or self.drift_nu_std)
 
 
+class DigitalSpec(_Strict):
+    """The digital coefficient unit of BasisN (`xbarforge.basis`): it multiplies the crossbar read-outs
+    of the basis vectors by each layer's quantized coefficients and accumulates them per output
+    channel. Chips that never run a basis ignore it; defaults are the 45 nm figures the presets cite."""
+
+    coeff_mac_pj: float = Field(
+        0.5, ge=0,
+        description=(
+            "one multiply-accumulate of an 8-bit coefficient with a read-out (multiply plus accumulate);"
+            " the multiply part scales with the coefficient bits"
+        ),
+    )
+    coeff_add_pj: float = Field(
+        0.1, ge=0, description="the accumulate part of coeff_mac_pj (does not scale with the coefficient bits)"
+    )
+    coeff_macs_per_ns: PositiveFloat = Field(16.0, description="throughput of the whole coefficient unit, MACs per ns")
+    coeff_unit_um2: float = Field(11216.0, ge=0, description="area of the whole coefficient unit")
+
+
+class ReprogramSpec(_Strict):
+    """Writing RRAM weights by write-and-verify, for models that need reprogramming between rounds.
+
+    A crossbar is written row by row (`rows_written_together` word lines at a time, all columns of
+    those rows in the same pulse); each step is a programming pulse followed by a verify read, and a
+    cell needs `pulses_per_cell` such steps on average to reach its level.
+    """
+
+    write_pulse_ns: PositiveFloat = Field(100.0, description="one programming pulse")
+    verify_ns: PositiveFloat | None = Field(None, description="one verify read; None = latency.xbar_read_ns")
+    pulses_per_cell: float = Field(10.0, ge=1, description="average write-verify iterations to reach a level")
+    rows_written_together: PositiveInt = Field(
+        1, description="rows of one crossbar written in the same pulse (the columns of a row always are)"
+    )
+    cols_written_together: PositiveInt | None = Field(
+        None, description="columns of a row written in the same pulse; None = all of them (1 = cell by cell)"
+    )
+    crossbars_written_together: PositiveInt = Field(
+        1, description="crossbars written at the same time on the chip (write drivers and charge pumps limit it)"
+    )
+    write_pj_per_pulse: float = Field(40.0, ge=0, description="energy of one programming pulse on one cell")
+
+
 class HardwareSpec(_Strict):
     """A whole chip. Build it with `xbarforge.hardware.load_hardware` so errors read as one line."""
 
@@ -196,6 +238,8 @@ class HardwareSpec(_Strict):
     energy: EnergySpec
     area: AreaSpec
     nonideal: NonIdealSpec = NonIdealSpec()
+    digital: DigitalSpec = DigitalSpec()
+    reprogram: ReprogramSpec = ReprogramSpec()
 
     @model_validator(mode="after")
     def _check(self) -> HardwareSpec:
@@ -205,6 +249,12 @@ class HardwareSpec(_Strict):
             raise ValueError("precision.dac_bits: larger than precision.activation_bits")
         if self.crossbar.g_off_us >= self.crossbar.g_on_us:
             raise ValueError("crossbar.g_off_us: must be smaller than crossbar.g_on_us")
+        if self.digital.coeff_add_pj > self.digital.coeff_mac_pj:
+            raise ValueError("digital.coeff_add_pj: larger than digital.coeff_mac_pj, which includes it")
+        if self.reprogram.rows_written_together > self.crossbar.rows:
+            raise ValueError(
+                f"reprogram.rows_written_together: larger than the {self.crossbar.rows} rows of a crossbar"
+            )
         # The compiler never splits one weight's bit slices over two crossbars, so a weight that is
         # wider than a crossbar could never be placed.
         if self.cols_per_weight > self.usable_cols:
@@ -261,6 +311,11 @@ class HardwareSpec(_Strict):
             per_cycle = max(lat.xbar_read_ns, convert)
             return lat.xbar_read_ns + convert + (self.input_cycles - 1) * per_cycle + lat.shift_add_ns
         return self.input_cycles * (lat.xbar_read_ns + convert) + lat.shift_add_ns
+
+    @property
+    def verify_ns(self) -> float:
+        """One verify read of a write-and-verify step (a crossbar read unless the preset says otherwise)."""
+        return self.reprogram.verify_ns if self.reprogram.verify_ns is not None else self.latency.xbar_read_ns
 
     def with_crossbar(self, rows: int, cols: int) -> HardwareSpec:
         """The same chip with another crossbar size (for sweeps and heterogeneous pools).

@@ -25,7 +25,9 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from xbarforge.report.table import fmt_time  # noqa: E402
 
-__all__ = ["MAX_CROSSBARS", "MAX_LEGEND", "MAX_ROUND_PANELS", "layer_colors", "plot_layers", "plot_occupancy"]
+__all__ = [
+    "MAX_CROSSBARS", "MAX_LEGEND", "MAX_ROUND_PANELS", "layer_colors", "plot_basis", "plot_layers", "plot_occupancy",
+]
 
 MAX_CROSSBARS = 256  # crossbars drawn in the occupancy map (over all panels)
 MAX_ROUND_PANELS = 4  # reprogramming rounds drawn side by side
@@ -231,3 +233,49 @@ def plot_sweep(reports: list[Any], names: list[str], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_basis(result: dict[str, Any], path: str | Path) -> Path:
+    """BasisN against reprogramming over the crossbar count: cycles and EDP per inference (log scale,
+    one line per batch size) and accuracy (after fitting, and after training where the rows have it)."""
+    rows = sorted(result["rows"], key=lambda r: r["crossbars"])
+    xs = [r["crossbars"] for r in rows]
+    batches = [str(b) for b in result["batches"]]
+    has_acc = any(k in r for r in rows for k in ("val_accuracy_after_fit", "test_accuracy"))
+    fig, axes = plt.subplots(1, 3 if has_acc else 2, figsize=(13 if has_acc else 9, 3.8))
+    for ax, key, label in ((axes[0], "cycles_per_inference", "cycles per inference"),
+                           (axes[1], "edp", "EDP per inference (pJ x ns)")):
+        for i, b in enumerate(batches):
+            color = plt.get_cmap("tab10")(i)
+            ax.plot(xs, [r["batches"][b]["basis"][key] for r in rows], marker="o", color=color,
+                    label=f"BasisN, B={b}")
+            ax.plot(xs, [r["batches"][b]["reprogram"][key] for r in rows], marker="s", ls="--", color=color,
+                    label=f"reprogramming, B={b}")
+        ax.set_yscale("log")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel("crossbars available")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    if has_acc:
+        ax = axes[2]
+        for key, label, marker in (("val_accuracy_after_fit", "after fitting (val)", "o"),
+                                   ("test_accuracy", "after training (test)", "s")):
+            pts = [(r["crossbars"], 100 * r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker=marker, label=label)
+        ref = result.get("unconstrained_test_accuracy") or result.get("unconstrained_val_accuracy")
+        if ref is not None:
+            ax.axhline(100 * ref, color="grey", ls="--", lw=1, label="unconstrained model")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xlabel("crossbars available")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"BasisN vs reprogramming: {result['model']} on {result['hardware']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,178 @@
+"""The basis network on a non-ideal chip: one programmed basis that every layer reads.
+
+The basis (M vectors of R values) is one weight matrix, so it is compiled (`isaac_like`: C crossbars,
+one column block of V vectors each) and programmed by the ordinary `Simulator`, which draws the chip
+instance's variation, stuck-at cells, drift and IR drop once and applies read noise and the ADC on
+every read. Each layer then runs as BasisN runs it: its input is unfolded into R-row segments and
+scaled into the DACs' range with the layer's own calibrated scale, every segment is read on the
+basis crossbars, and the digital unit combines the read-outs of the unit's group with the layer's
+quantized coefficients (batch norm folded into them, a per-channel scale), then adds the bias.
+
+Because every layer shares the same crossbars, a faulty or drifted cell disturbs all layers at once.
+The ADC ranges and the one input quantizer of the basis are calibrated on segments of all layers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from xbarforge.basis.model import BasisNetwork
+from xbarforge.compiler.compile import isaac_like
+from xbarforge.compiler.execute import LayerInterpreter, _unfold
+from xbarforge.graph import capture
+from xbarforge.graph.layer_graph import Layer
+from xbarforge.hardware.spec import HardwareSpec
+from xbarforge.sim.simulator import Mode, Simulator
+
+__all__ = ["BasisChip", "simulate_basis_accuracy"]
+
+_CALIBRATION_SEGMENTS = 1 << 14  # segment reads per layer kept to calibrate the shared ADC ranges
+
+
+class BasisChip:
+    """A basis network deployed on one chip design; `program(seed)` draws a chip instance."""
+
+    def __init__(self, net: BasisNetwork, hw: HardwareSpec, input_shape: tuple[int, ...], calibration: torch.Tensor,
+                 mode: Mode = "fast", device: torch.device | str | None = None) -> None:
+        self.net = net
+        self.hw = hw
+        self.layout = net.layout
+        with torch.no_grad():
+            self.plain = net.materialize().cpu().eval()
+            basis = net.programmed_basis().detach().cpu()
+            coeffs = {seg.name: net.layer_coeffs(seg.name).detach().cpu() for seg in self.layout.layers}
+            rebuilt = {k.rsplit(".", 1)[0]: v.detach().cpu() for k, v in net.weights().items()}
+        self.graph = capture(self.plain, tuple(input_shape))
+        basis_model = nn.Sequential(nn.Linear(self.layout.rows, self.layout.vectors, bias=False))
+        with torch.no_grad():
+            basis_model[0].weight.copy_(basis)
+        basis_graph = capture(basis_model, (self.layout.rows,))
+        self.basis_mapping = isaac_like(basis_graph, hw)  # the compiler places the basis: C crossbars
+        self.sim = Simulator(basis_model, hw, graph=basis_graph, mapping=self.basis_mapping, mode=mode, device=device)
+        self.device = self.sim.device
+        self.analog = self.sim.layers[basis_graph.mvm_layers[0].name]
+        self.index = {seg.name: net.index(seg.name).detach().to(self.device) for seg in self.layout.layers}
+        self.coeffs: dict[str, torch.Tensor] = {}
+        self.bias: dict[str, torch.Tensor | None] = {}
+        for layer in self.graph.mvm_layers:
+            seg = self.layout.layer(layer.name)
+            # batch norm folded by capture scales each output channel: recover that scale from the
+            # folded and unfolded weights and move it into the (digital) coefficients
+            w = rebuilt[layer.name].reshape(seg.out_channels, -1).double()
+            wf = layer.weight.reshape(seg.out_channels, -1).double()  # type: ignore[union-attr]
+            s = (wf * w).sum(1) / (w * w).sum(1).clamp_min(1e-30)
+            c = coeffs[layer.name].double() * s.view(seg.conv_groups, seg.out_per_group, 1, 1)
+            self.coeffs[layer.name] = c.float().to(self.device)
+            self.bias[layer.name] = None if layer.bias is None else layer.bias.float().to(self.device)
+        self.gm = torch.fx.symbolic_trace(self.plain).to(self.device)
+        self.input_scale: dict[str, float] = {}
+        self._calibrate(calibration)
+
+    # ---- calibration ----
+
+    def _segments(self, layer: Layer, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Layer input -> (pixels, conv_groups, segments, R) segment inputs and the fold-back function."""
+        seg = self.layout.layer(layer.name)
+        xg, fold = _unfold(layer, x)  # (G, pixels, rows)
+        pad = seg.segments * self.layout.rows - seg.rows
+        xg = torch.nn.functional.pad(xg.permute(1, 0, 2), (0, pad)) if pad else xg.permute(1, 0, 2)
+        return xg.reshape(xg.shape[0], seg.conv_groups, seg.segments, self.layout.rows), fold
+
+    def _calibrate(self, x: torch.Tensor) -> None:
+        kept: list[torch.Tensor] = []
+        gen = torch.Generator().manual_seed(0)
+
+        def record(layer: Layer, inp: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
+            top = float(inp.abs().max())
+            self.input_scale[layer.name] = top if top > 0 else 1.0
+            flat = segs.reshape(-1, self.layout.rows) / self.input_scale[layer.name]
+            pick = torch.randperm(flat.shape[0], generator=gen)[:_CALIBRATION_SEGMENTS]
+            kept.append(flat[pick.to(flat.device)])
+            return self._digital(layer, flat @ self.analog.float_weight.T, segs.shape[0])
+
+        self._run(x, record)
+        self.sim.calibrate(torch.cat(kept))
+
+    # ---- running ----
+
+    def program(self, seed: int = 0) -> BasisChip:
+        """Chip instance `seed`: the basis crossbars programmed once with their own cell noise."""
+        self.sim.program(seed)
+        return self
+
+    def _digital(self, layer: Layer, reads: torch.Tensor, pixels: int) -> torch.Tensor:
+        """Combine the basis read-outs (pixels*G*S, M) with the layer's coefficients; add the bias."""
+        seg = self.layout.layer(layer.name)
+        reads = reads.view(pixels, seg.conv_groups, seg.segments, self.layout.vectors)
+        idx = self.index[layer.name]  # (G, S, PV)
+        picked = torch.gather(reads, 3, idx.unsqueeze(0).expand(pixels, *idx.shape))  # (pixels, G, S, PV)
+        y = torch.einsum("pcsv,cosv->pco", picked, self.coeffs[layer.name]).reshape(pixels, -1)
+        y = y * self.input_scale[layer.name]
+        bias = self.bias[layer.name]
+        return y if bias is None else y + bias
+
+    def _run(self, x: torch.Tensor, fn: Any) -> torch.Tensor:
+        """Run the network with `fn(layer, input, segments)` giving each MVM layer's (pixels, C_out) output."""
+
+        def layer_fn(layer: Layer, inp: torch.Tensor) -> torch.Tensor:
+            segs, fold = self._segments(layer, inp)
+            return fold(fn(layer, inp, segs))
+
+        interp = LayerInterpreter(self.gm, self.graph, layer_fn)
+        with torch.no_grad():
+            return interp.run(x.to(self.device))
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Model output on the programmed chip (mode fast or exact; float: ideal reads; quantized:
+        quantized basis and inputs, ideal devices and converters)."""
+        mode = self.sim.mode
+
+        def chip(layer: Layer, inp: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
+            flat = segs.reshape(-1, self.layout.rows) / self.input_scale[layer.name]
+            if mode == "float":
+                reads = flat @ self.analog.float_weight.T
+            elif mode == "quantized":
+                reads = self.analog.forward_quantized(flat)
+            elif mode == "exact":
+                reads = self.analog.forward_exact(flat, generator)
+            else:
+                reads = self.analog.forward_fast(flat, generator)
+            return self._digital(layer, reads, segs.shape[0])
+
+        return self._run(x, chip)
+
+
+def _accuracy(chip: BasisChip, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+              generator: torch.Generator | None = None) -> float:
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        out = chip(x[i : i + batch_size], generator)
+        correct += int((out.argmax(1).cpu() == y[i : i + batch_size]).sum())
+    return correct / max(1, len(x))
+
+
+def simulate_basis_accuracy(net: BasisNetwork, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, *,
+                            calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0,
+                            batch_size: int = 250, device: str | None = None) -> dict[str, Any]:
+    """Accuracy of the basis network on (x, y): ideal reads, quantized reads, and `chips` chip instances."""
+    start = time.perf_counter()
+    chip = BasisChip(net, hw, tuple(x.shape[1:]), calibration, mode=mode, device=device)
+    chip.sim.mode = "float"
+    float_acc = _accuracy(chip, x, y, batch_size)
+    chip.sim.mode = "quantized"
+    quant_acc = _accuracy(chip, x, y, batch_size)
+    chip.sim.mode = mode
+    accs = []
+    for k in range(chips):
+        if k == 0 or hw.nonideal.device_noise:
+            chip.program(seed + k)
+        accs.append(_accuracy(chip, x, y, batch_size, chip.sim.generator(seed + k)))
+    t = torch.tensor(accs, dtype=torch.float64)
+    return {"float": float_acc, "quantized": quant_acc, "chips": accs, "mean": float(t.mean()),
+            "std": float(t.std()) if len(accs) > 1 else 0.0, "min": float(t.min()), "max": float(t.max()),
+            "seeds": [seed + k for k in range(chips)], "mode": mode, "n": len(x),
+            "crossbars": chip.basis_mapping.crossbars_used, "time_s": time.perf_counter() - start}
