@@ -33,6 +33,22 @@ __all__ = ["BasisChip", "simulate_basis_accuracy"]
 _CALIBRATION_SEGMENTS = 1 << 14  # segment reads per layer kept to calibrate the shared ADC ranges
 
 
+def _FLOAT(analog: Any, x: torch.Tensor) -> torch.Tensor:  # noqa: N802 - used like a constant
+    """Ideal reads: the (programmed-value) basis in float, no device or converter."""
+    return x @ analog.float_weight.T
+
+
+class _GroupBank(nn.Module):
+    """The basis as one R x (P*V) linear layer per crossbar group (a layer reads only its unit's group)."""
+
+    def __init__(self, rows: int, per_group: int, groups: int) -> None:
+        super().__init__()
+        self.groups = nn.ModuleList(nn.Linear(rows, per_group, bias=False) for _ in range(groups))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([lin(x) for lin in self.groups], dim=1)
+
+
 class BasisChip:
     """A basis network deployed on one chip design; `program(seed)` draws a chip instance."""
 
@@ -47,15 +63,20 @@ class BasisChip:
             coeffs = {seg.name: net.layer_coeffs(seg.name).detach().cpu() for seg in self.layout.layers}
             rebuilt = {k.rsplit(".", 1)[0]: v.detach().cpu() for k, v in net.weights().items()}
         self.graph = capture(self.plain, tuple(input_shape))
-        basis_model = nn.Sequential(nn.Linear(self.layout.rows, self.layout.vectors, bias=False))
+        basis_model = _GroupBank(self.layout.rows, self.layout.vectors_per_group, self.layout.groups)
         with torch.no_grad():
-            basis_model[0].weight.copy_(basis)
+            for g, lin in enumerate(basis_model.groups):
+                lin.weight.copy_(basis[self.layout.group_vectors(g).start : self.layout.group_vectors(g).stop])
         basis_graph = capture(basis_model, (self.layout.rows,))
-        self.basis_mapping = isaac_like(basis_graph, hw)  # the compiler places the basis: C crossbars
+        # the compiler places the basis: each group's R x P*V matrix on its own P crossbars, C in all
+        self.basis_mapping = isaac_like(basis_graph, hw)
         self.sim = Simulator(basis_model, hw, graph=basis_graph, mapping=self.basis_mapping, mode=mode, device=device)
         self.device = self.sim.device
-        self.analog = self.sim.layers[basis_graph.mvm_layers[0].name]
-        self.index = {seg.name: net.index(seg.name).detach().to(self.device) for seg in self.layout.layers}
+        self.analogs = [self.sim.layers[f"groups.{g}"] for g in range(self.layout.groups)]
+        pv = self.layout.vectors_per_group
+        # each unit's group, from the network's own index (vectors g*P*V .. (g+1)*P*V - 1)
+        self.unit_group = {seg.name: (net.index(seg.name)[:, :, 0].reshape(-1) // pv).tolist()
+                           for seg in self.layout.layers}
         self.coeffs: dict[str, torch.Tensor] = {}
         self.bias: dict[str, torch.Tensor | None] = {}
         for layer in self.graph.mvm_layers:
@@ -89,10 +110,11 @@ class BasisChip:
         def record(layer: Layer, inp: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
             top = float(inp.abs().max())
             self.input_scale[layer.name] = top if top > 0 else 1.0
-            flat = segs.reshape(-1, self.layout.rows) / self.input_scale[layer.name]
+            scaled = segs / self.input_scale[layer.name]
+            flat = scaled.reshape(-1, self.layout.rows)
             pick = torch.randperm(flat.shape[0], generator=gen)[:_CALIBRATION_SEGMENTS]
             kept.append(flat[pick.to(flat.device)])
-            return self._digital(layer, flat @ self.analog.float_weight.T, segs.shape[0])
+            return self._digital(layer, self._reads(layer.name, scaled, _FLOAT))
 
         self._run(x, record)
         self.sim.calibrate(torch.cat(kept))
@@ -104,12 +126,23 @@ class BasisChip:
         self.sim.program(seed)
         return self
 
-    def _digital(self, layer: Layer, reads: torch.Tensor, pixels: int) -> torch.Tensor:
-        """Combine the basis read-outs (pixels*G*S, M) with the layer's coefficients; add the bias."""
-        seg = self.layout.layer(layer.name)
-        reads = reads.view(pixels, seg.conv_groups, seg.segments, self.layout.vectors)
-        idx = self.index[layer.name]  # (G, S, PV)
-        picked = torch.gather(reads, 3, idx.unsqueeze(0).expand(pixels, *idx.shape))  # (pixels, G, S, PV)
+    def _reads(self, name: str, segs: torch.Tensor, read: Any) -> torch.Tensor:
+        """Each unit's segment inputs (pixels, G, S, R), already scaled, read on its own group's crossbars
+        with `read(analog_layer, inputs)`: (pixels, G, S, P*V)."""
+        pixels, cg, s, r = segs.shape
+        units = segs.reshape(pixels, cg * s, r)
+        out = units.new_empty(pixels, cg * s, self.layout.vectors_per_group)
+        groups = self.unit_group[name]
+        for g in sorted(set(groups)):
+            mine = [u for u, gg in enumerate(groups) if gg == g]
+            idx = torch.tensor(mine, device=units.device)
+            x = units.index_select(1, idx).reshape(-1, r)
+            out[:, idx] = read(self.analogs[g], x).view(pixels, len(mine), -1)
+        return out.view(pixels, cg, s, -1)
+
+    def _digital(self, layer: Layer, picked: torch.Tensor) -> torch.Tensor:
+        """Combine each unit's read-outs (pixels, G, S, P*V) with the layer's coefficients; add the bias."""
+        pixels = picked.shape[0]
         y = torch.einsum("pcsv,cosv->pco", picked, self.coeffs[layer.name]).reshape(pixels, -1)
         y = y * self.input_scale[layer.name]
         bias = self.bias[layer.name]
@@ -131,17 +164,12 @@ class BasisChip:
         quantized basis and inputs, ideal devices and converters)."""
         mode = self.sim.mode
 
+        reads = {"float": _FLOAT, "quantized": lambda a, x: a.forward_quantized(x),
+                 "exact": lambda a, x: a.forward_exact(x, generator)}
+        read = reads.get(mode, lambda a, x: a.forward_fast(x, generator))
+
         def chip(layer: Layer, inp: torch.Tensor, segs: torch.Tensor) -> torch.Tensor:
-            flat = segs.reshape(-1, self.layout.rows) / self.input_scale[layer.name]
-            if mode == "float":
-                reads = flat @ self.analog.float_weight.T
-            elif mode == "quantized":
-                reads = self.analog.forward_quantized(flat)
-            elif mode == "exact":
-                reads = self.analog.forward_exact(flat, generator)
-            else:
-                reads = self.analog.forward_fast(flat, generator)
-            return self._digital(layer, reads, segs.shape[0])
+            return self._digital(layer, self._reads(layer.name, segs / self.input_scale[layer.name], read))
 
         return self._run(x, chip)
 
