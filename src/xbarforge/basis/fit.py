@@ -11,6 +11,7 @@ assignment per layer, scipy's Hungarian solver, so no layer gets slower) and the
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -149,7 +150,8 @@ def fit_basis(model: nn.Module, layout: BasisLayout, *, weight_bits: int, coeff_
         c = torch.stack([u[i] @ pinvs[g] for i, g in enumerate(seg.group_of_unit)])  # (units, out, k)
         c = c.float().view(seg.conv_groups, seg.segments, seg.out_per_group, k).permute(0, 2, 1, 3)
         coeffs[seg.name] = (c * scales[seg.name]).contiguous()
-    net = BasisNetwork(model, layout, basis, coeffs, weight_bits=weight_bits, coeff_bits=coeff_bits)
+    # the basis network wraps its own copy: the caller's model keeps its trainable weights
+    net = BasisNetwork(copy.deepcopy(model), layout, basis, coeffs, weight_bits=weight_bits, coeff_bits=coeff_bits)
     return net, reconstruction_report(net, model, init, refine)
 
 

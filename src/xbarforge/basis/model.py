@@ -96,8 +96,9 @@ class BasisNetwork(nn.Module):
         return getattr(self, f"index__{self._keys[name]}")
 
     def set_assignment(self, name: str, groups: tuple[int, ...]) -> None:
-        seg = self.layout.layer(name)
-        self.index(name).copy_(unit_index(self.layout, seg, groups))
+        """Move a layer's units to other groups (within its capacity); the layout follows."""
+        self.layout = self.layout.with_assignment({name: tuple(groups)})
+        self.index(name).copy_(unit_index(self.layout, self.layout.layer(name)))
 
     def programmed_basis(self) -> torch.Tensor:
         """The basis as the crossbars hold it: `weight_bits` fixed point with one scale."""

@@ -16,6 +16,7 @@ import torch
 
 from xbarforge.basis.layout import BasisError, plan_basis
 from xbarforge.basis.model import BasisNetwork
+from xbarforge.errors import XbarforgeError
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.train.modelio import atomic_save, atomic_write_text, build_from_arch, safe_load
 
@@ -85,7 +86,10 @@ def load_run(path: str | Path, device: str | torch.device | None = None) -> Basi
         p = p / BASIS_FILE
     if not p.is_file():
         raise BasisError(f"no basis run at {p} (run `xbarforge basis fit ... --out DIR` first)")
-    doc = safe_load(p, "basis file")
+    try:
+        doc = safe_load(p, "basis file")
+    except XbarforgeError as exc:
+        raise BasisError(str(exc)) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise BasisError(f"{p}: not an xbarforge basis file")
     if int(doc.get("version", 0)) > VERSION:

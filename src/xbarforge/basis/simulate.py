@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xbarforge.basis.layout import BasisError
 from xbarforge.basis.model import BasisNetwork
 from xbarforge.compiler.compile import isaac_like
 from xbarforge.compiler.execute import LayerInterpreter, _unfold
@@ -57,6 +58,10 @@ class BasisChip:
         self.net = net
         self.hw = hw
         self.layout = net.layout
+        per_xbar = hw.usable_cols // hw.cols_per_weight
+        if hw.crossbar.rows != self.layout.rows or per_xbar != self.layout.vectors_per_crossbar:
+            raise BasisError(f"hardware '{hw.name}' has crossbars of {hw.crossbar.rows} rows x {per_xbar} vectors;"
+                             f" the basis was fitted for {self.layout.rows} x {self.layout.vectors_per_crossbar}")
         with torch.no_grad():
             self.plain = net.materialize().cpu().eval()
             basis = net.programmed_basis().detach().cpu()
