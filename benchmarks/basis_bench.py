@@ -103,7 +103,18 @@ def cost_section(model: str, graph: Any, hw: Any) -> dict[str, Any]:
               f" cycles ratio B=1 {100 * r1['cycles']:.2f} % B=64 {100 * r64['cycles']:.2f} %,"
               f" EDP ratio B=1 {100 * r1['edp']:.3f} % B=64 {100 * r64['edp']:.3f} %",
               flush=True)
-    return {"hardware": hw.name, "coeff_bits": COEFF_BITS, "rows": rows}
+    # the parallelism constraint at the quarter-of-the-weights point: fewer crossbars per group read
+    # fewer vectors per segment (less digital work, more groups in parallel) but fit the kernels worse
+    quarter = max(r["crossbars"] for r in rows if r["basis_fraction"] <= 0.25)
+    groups = []
+    for p in [p for p in (1, 2, 4, 8, 16) if quarter % p == 0]:
+        layout = plan_basis(graph, hw, quarter, p)
+        doc = compare(layout, graph, hw, COEFF_BITS, batches=BATCHES)
+        groups.append({"group_crossbars": p, "groups": layout.groups, "vectors_per_group": layout.vectors_per_group,
+                       "ratio": {b: doc["batches"][b]["ratio"] for b in doc["batches"]},
+                       "basis_cycles": {b: doc["batches"][b]["basis"]["cycles_per_inference"] for b in doc["batches"]}})
+    return {"hardware": hw.name, "coeff_bits": COEFF_BITS, "rows": rows, "quarter_crossbars": quarter,
+            "group_sweep": groups}
 
 
 def quarter_crossbars(model: str, graph: Any, hw: Any) -> int:

@@ -100,12 +100,28 @@ def test_more_groups_never_slower(isaac, resnet20):
     assert lat[0] > lat[-1]
 
 
-def test_batch_runs_samples_one_after_another(isaac, toy):
+def test_batch_pipelines_samples_at_the_busiest_groups_reads(isaac, toy):
+    """G = 2 groups: conv units on groups 0 and 1 (64 pixels each), the fc's 16 units 8 per group:
+    each group reads 64 + 8 = 72 times per sample, so after the first sample (74 cycles) one more
+    sample finishes every 72 cycles."""
     layout = plan_basis(toy, isaac, 4, 2)
     one, many = basis_cost(layout, toy, isaac, 4, 1), basis_cost(layout, toy, isaac, 4, 64)
-    assert many.batch_latency_ns == pytest.approx(64 * one.latency_ns)
-    assert many.cycles_per_inference == pytest.approx(one.cycles_per_inference)
-    assert many.energy_pj == pytest.approx(one.energy_pj)
+    ns = isaac.mvm_ns
+    assert one.batch_latency_ns == pytest.approx(one.latency_ns) == pytest.approx(74 * ns)
+    assert many.period_ns == pytest.approx(72 * ns)
+    assert many.batch_latency_ns == pytest.approx(74 * ns + 63 * 72 * ns)
+    assert many.cycles_per_inference == pytest.approx((74 + 63 * 72) / 64)
+    # dynamic energy per sample is the same; only the leakage follows the shorter time per sample
+    dyn = {k: v for k, v in many.energy_by_component_pj.items() if k != "leakage"}
+    assert dyn == pytest.approx({k: v for k, v in one.energy_by_component_pj.items() if k != "leakage"})
+    assert many.energy_by_component_pj["leakage"] < one.energy_by_component_pj["leakage"]
+
+
+def test_the_busiest_group_sets_the_period(isaac, toy):
+    """G = 4: the conv's 2 units load groups 0 and 1 with 64 reads each, the fc adds 4 per group;
+    groups 2 and 3 idle most of the time, so the period is 68 reads, not the 36 an even spread gives."""
+    cost = basis_cost(plan_basis(toy, isaac, 4, 1), toy, isaac, 4, 64)
+    assert cost.period_ns == pytest.approx((64 + 4) * isaac.mvm_ns)
 
 
 def test_basis_writes_nothing_per_inference(isaac, toy):

@@ -158,8 +158,10 @@ class BasisCost:
     batch: int
     mvm_ns: float
     cycles_per_inference: float  # latency_ns / mvm_ns
-    latency_ns: float  # per inference (samples run one after another)
-    batch_latency_ns: float
+    latency_ns: float  # per inference: batch_latency_ns / batch
+    batch_latency_ns: float  # first_latency_ns + (batch - 1) x period_ns
+    first_latency_ns: float  # one sample alone
+    period_ns: float  # steady state: the busiest group's reads, or the coefficient unit's MACs, per sample
     energy_pj: float  # per inference
     energy_by_component_pj: dict[str, float]
     area_mm2: float  # C crossbars with periphery and tiles + the coefficient unit
@@ -200,8 +202,13 @@ def basis_cost(layout: BasisLayout, graph: LayerGraph, hw: HardwareSpec, coeff_b
                batch: int = 1) -> BasisCost:
     """Cost of running `graph` from the basis of `layout` on `hw` with `coeff_bits`-bit coefficients.
 
-    Layers run one after another (they share the basis crossbars), and so do the `batch` samples;
-    the per-inference figures do not depend on the batch, the batch latency is batch times them.
+    One sample's layers run one after another (they share the basis crossbars). The samples of a
+    batch are pipelined: while one sample's layer reads some groups, the next sample's earlier layer
+    may read the others, so in steady state a sample needs the busiest group's reads per sample
+    (each unit is pinned to its group) or the coefficient unit's MACs per sample, whichever is
+    longer: batch latency = one sample's latency + (batch - 1) x that period. The periodic schedule
+    exists because a sample's layers have no dependence on other samples (a modulo schedule reaches
+    the resource bound); it needs the feature maps of the samples in flight buffered.
     """
     _check_bits(coeff_bits)
     _check_batch(batch)
@@ -239,7 +246,14 @@ def basis_cost(layout: BasisLayout, graph: LayerGraph, hw: HardwareSpec, coeff_b
             digital_macs=macs, analog_ns=analog, digital_ns=digital, time_ns=time,
             bound="analog" if analog >= digital else "digital", energy_pj=sum(comps.values()),
         ))
-    latency = sum(layer.time_ns for layer in layers)
+    first = sum(layer.time_ns for layer in layers)
+    group_reads = [0] * layout.groups
+    for seg in layout.layers:
+        for g in seg.group_of_unit:
+            group_reads[g] += seg.pixels
+    period = max(max(group_reads) * ns, sum(layer.digital_ns for layer in layers))
+    batch_latency = first + (batch - 1) * period
+    latency = batch_latency / batch  # per inference
     totals["leakage"] = e.leakage_mw_per_crossbar * layout.crossbars * latency  # 1 mW x 1 ns = 1 pJ
     energy = sum(totals.values())
     unit_mm2 = hw.digital.coeff_unit_um2 / 1e6
@@ -249,7 +263,8 @@ def basis_cost(layout: BasisLayout, graph: LayerGraph, hw: HardwareSpec, coeff_b
     return BasisCost(
         model=layout.model, hardware=hw.name, crossbars=layout.crossbars,
         group_crossbars=layout.group_crossbars, groups=layout.groups, coeff_bits=coeff_bits, batch=batch,
-        mvm_ns=ns, cycles_per_inference=latency / ns, latency_ns=latency, batch_latency_ns=batch * latency,
+        mvm_ns=ns, cycles_per_inference=latency / ns, latency_ns=latency, batch_latency_ns=batch_latency,
+        first_latency_ns=first, period_ns=period,
         energy_pj=energy, energy_by_component_pj=totals, area_mm2=area, coeff_unit_mm2=unit_mm2,
         edp=energy * latency, edap=energy * latency * area, steps=sum(layer.steps for layer in layers),
         basis_mvms=mvms, crossbar_reads=mvms * layout.group_crossbars,
