@@ -6,7 +6,8 @@ For ResNet-20 and DenseNet-40 (trained by `xbarforge train`, runs/r20 and runs/d
    the same crossbars between rounds, batches of 1 and 64 (hardware defaults of the preset), the
    same with cell-by-cell writing, and the write time per crossbar at which BasisN would reach 1 %
    of reprogramming. Target: <= 1 % with crossbars holding at most a quarter of the weights.
-2. Accuracy at the largest crossbar count holding at most a quarter of the weights: `xbarforge basis
+2. Validation accuracy right after fitting, for every crossbar count (no training).
+   Accuracy at the largest crossbar count holding at most a quarter of the weights: `xbarforge basis
    fit` (SVD and k-means compared on validation), `basis train` (joint, then coefficients alone),
    validation after each step, test at the end, against the unconstrained model's test accuracy.
    Target: within 1.5 points. Fit + train time for ResNet-20: target < 45 minutes.
@@ -154,11 +155,33 @@ def accuracy_section(model: str, model_file: Path, crossbars: int, args: argpars
     }
 
 
-def data_tensors(model_file: Path, limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fit_section(model: str, model_file: Path, hw: Any, limit: int) -> dict[str, Any]:
+    """Validation accuracy and kernel error right after fitting (no training), for every crossbar count."""
+    from xbarforge.basis import fit_basis
+
+    net_model, meta = load_model(model_file, device="cpu")
+    graph = capture(net_model, tuple(meta["input_shape"]))
+    x, y, _ = data_tensors(model_file, limit, split="val")
+    rows = []
+    for c in CROSSBARS[model]:
+        layout = plan_basis(graph, hw, c, default_group_crossbars(hw, c))
+        t = time.perf_counter()
+        net, rep = fit_basis(net_model, layout, weight_bits=hw.precision.weight_bits, coeff_bits=COEFF_BITS)
+        fit_s = time.perf_counter() - t
+        net.eval()
+        with torch.no_grad():
+            acc = sum(int((net(x[i : i + 500]).argmax(1) == y[i : i + 500]).sum()) for i in range(0, len(x), 500))
+        rows.append({"crossbars": c, "group_crossbars": layout.group_crossbars, "error": rep.error,
+                     "error_quantized": rep.error_quantized, "val_accuracy": acc / len(x), "fit_seconds": fit_s})
+        print(f"{model} C={c}: fit error {100 * rep.error_quantized:.1f} %, val {100 * acc / len(x):.2f} %", flush=True)
+    return {"val_images": len(x), "unconstrained_val_accuracy": meta.get("val_accuracy"), "rows": rows}
+
+
+def data_tensors(model_file: Path, limit: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from xbarforge.sim.command import _evaluation_data
 
     _, meta = load_model(model_file, device="cpu")
-    ns = argparse.Namespace(model=str(model_file), data=None, data_root=None, split="test", limit=limit,
+    ns = argparse.Namespace(model=str(model_file), data=None, data_root=None, split=split, limit=limit,
                             calibration=256)
     _, x, y, calib = _evaluation_data(ns, meta)
     return x, y, calib
@@ -182,7 +205,8 @@ def main() -> int:
     ap.add_argument("--models", default="resnet20,densenet40")
     ap.add_argument("--epochs", type=int, default=4, help="joint basis + coefficient epochs")
     ap.add_argument("--coeff-epochs", type=int, default=2, help="coefficient-only epochs")
-    ap.add_argument("--sections", default="cost,accuracy,sim")
+    ap.add_argument("--sections", default="cost,fit,accuracy,sim")
+    ap.add_argument("--fit-limit", type=int, default=2000, help="validation images for the fit section")
     ap.add_argument("--sim-chips", type=int, default=3)
     ap.add_argument("--sim-limit", type=int, default=1000, help="test images for the simulator section")
     ap.add_argument("--fresh", action="store_true")
@@ -206,6 +230,9 @@ def main() -> int:
             print(f"{model_file} missing: train it first (see the module docstring); accuracy skipped", flush=True)
             continue
         quarter = quarter_crossbars(model, graph, hw)
+        if "fit" in sections:
+            entry["fit"] = fit_section(model, model_file, hw, args.fit_limit)
+            save(doc)
         if "accuracy" in sections:
             entry["accuracy"] = accuracy_section(model, model_file, quarter, args)
             save(doc)
@@ -218,14 +245,17 @@ def main() -> int:
             save(doc)
         if "cost" in entry:
             rows = []
+            after_fit = {f["crossbars"]: f["val_accuracy"] for f in entry.get("fit", {}).get("rows", [])}
             for r in entry["cost"]["rows"]:
                 row = {"crossbars": r["crossbars"], "batches": r["batches"]}
+                if r["crossbars"] in after_fit:
+                    row["val_accuracy_after_fit"] = after_fit[r["crossbars"]]
                 if "accuracy" in entry and entry["accuracy"]["crossbars"] == r["crossbars"]:
                     row["test_accuracy"] = entry["accuracy"]["test_accuracy"]
-                    row["val_accuracy_after_fit"] = entry["accuracy"]["val_accuracy_after_fit"]
                 rows.append(row)
             plot_basis({"model": model, "hardware": HW, "batches": list(BATCHES), "rows": rows,
-                        "unconstrained_test_accuracy": entry.get("accuracy", {}).get("unconstrained_test_accuracy")},
+                        "unconstrained_test_accuracy": entry.get("accuracy", {}).get("unconstrained_test_accuracy"),
+                        "unconstrained_val_accuracy": entry.get("fit", {}).get("unconstrained_val_accuracy")},
                        str(PLOT).format(model=model))
     save(doc)
     return 0

@@ -56,7 +56,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--data", metavar="NAME", help="dataset (default: the source model's)")
     p.add_argument("--data-root", metavar="DIR", help="dataset folder (default: the source model's)")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N images only")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="evaluate on N images drawn at random (seed 0) from the split")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or tables")
 
 
@@ -112,7 +113,7 @@ def add_basis_command(sub: Any) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--calibration", type=positive_int, default=256, metavar="N",
-                   help="validation images that fix input and ADC ranges (default: 256)")
+                   help="validation images (drawn at random, seed 0) that fix input and ADC ranges (default: 256)")
     p.add_argument("--json", metavar="FILE", help="write the result as JSON")
     _data_options(p)
     p.set_defaults(handler=cmd_simulate)

@@ -265,9 +265,10 @@ def plot_basis(result: dict[str, Any], path: str | Path) -> Path:
             pts = [(r["crossbars"], 100 * r[key]) for r in rows if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker=marker, label=label)
-        ref = result.get("unconstrained_test_accuracy") or result.get("unconstrained_val_accuracy")
-        if ref is not None:
-            ax.axhline(100 * ref, color="grey", ls="--", lw=1, label="unconstrained model")
+        for key, style in (("unconstrained_test_accuracy", "--"), ("unconstrained_val_accuracy", ":")):
+            if result.get(key) is not None:
+                ax.axhline(100 * result[key], color="grey", ls=style, lw=1,
+                           label=f"unconstrained model ({key.split('_')[1]})")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_xlabel("crossbars available")

@@ -60,9 +60,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="NAME", help="dataset (default: the model's own)")
     p.add_argument("--data-root", metavar="DIR", help="dataset folder (default: the model's own)")
     p.add_argument("--split", choices=("test", "val"), default="test", help="evaluation split (default: test)")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="evaluate on the first N images only")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="evaluate on N images drawn at random (seed 0) from the split")
     p.add_argument("--calibration", type=positive_int, default=256, metavar="N",
-                   help="validation images that fix input and ADC ranges (default: 256)")
+                   help="validation images (drawn at random, seed 0) that fix input and ADC ranges (default: 256)")
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one row per setting as CSV")
@@ -151,15 +152,20 @@ def _evaluation_data(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[An
         data = data.with_stats(meta["mean"], meta["std"])
 
     def stack(split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys, n = [], [], 0
-        for xb, yb in data.batches(split, 1000, shuffle=False, augment=False):
+        # splits are stored class by class, so a subset is drawn at random (seed 0: every run and
+        # every command sees the same images), never the first N, which would be one or two classes
+        from xbarforge.data.batching import batches
+
+        part = data.split(split)
+        src: Any = part
+        if limit is not None and limit < len(part):
+            idx = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+            src = (part.x[idx], part.y[idx])
+        xs, ys = [], []
+        for xb, yb in batches(src, 1000, mean=data.mean, std=data.std, resolution=data.resolution):
             xs.append(xb)
             ys.append(yb)
-            n += len(yb)
-            if limit is not None and n >= limit:
-                break
-        x, y = torch.cat(xs), torch.cat(ys)
-        return (x[:limit], y[:limit]) if limit is not None else (x, y)
+        return torch.cat(xs), torch.cat(ys)
 
     x, y = stack(args.split, args.limit)
     calib_split = "val" if len(data.val) else "train"
