@@ -72,7 +72,10 @@ def eval_tensors(model_file: Path, data_root: str, limit: int | None) -> tuple[A
     if limit:  # a seeded random subset: the test split is stored class by class
         keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:limit]
         x, y = x[keep], y[keep]
-    calib, _ = stack("val", 256)
+    # calibration images drawn at random too: the validation split is also stored class by class
+    # (results committed before this fix were calibrated on 256 images of one class)
+    xv, _ = stack("val", None)
+    calib = xv[torch.randperm(len(xv), generator=torch.Generator().manual_seed(1))[:256]]
     return model, x, y, calib
 
 
