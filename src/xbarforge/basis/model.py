@@ -22,18 +22,9 @@ from torch import nn
 from torch.func import functional_call
 
 from xbarforge.basis.layout import BasisLayout, LayerSegments
+from xbarforge.sim.hwa import RoundSTE
 
 __all__ = ["BasisNetwork", "quantize_ste", "reconstruct"]
-
-
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return grad
 
 
 def quantize_ste(x: torch.Tensor, bits: int, dims: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -41,7 +32,7 @@ def quantize_ste(x: torch.Tensor, bits: int, dims: tuple[int, ...] | None = None
     qmax = 2 ** (bits - 1) - 1
     top = x.detach().abs().amax() if dims is None else x.detach().abs().amax(dim=dims, keepdim=True)
     scale = top.clamp_min(1e-12) / qmax
-    return _RoundSTE.apply(x / scale).clamp(-qmax, qmax) * scale
+    return RoundSTE.apply(x / scale).clamp(-qmax, qmax) * scale
 
 
 def unit_index(layout: BasisLayout, seg: LayerSegments, groups: tuple[int, ...] | None = None) -> torch.Tensor:

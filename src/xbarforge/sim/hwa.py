@@ -24,13 +24,15 @@ from xbarforge.compiler.execute import encode, slice_coefficients
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.device import off_level
 
-__all__ = ["ChipWeight", "hardware_aware", "remove_hardware_aware"]
+__all__ = ["ChipWeight", "RoundSTE", "hardware_aware", "remove_hardware_aware"]
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _HOOK_ATTR = "_xbarforge_input_hook"
 
 
-class _RoundSTE(torch.autograd.Function):
+class RoundSTE(torch.autograd.Function):
+    """round() forward, identity backward (straight-through estimator)."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.round(x)
@@ -55,7 +57,7 @@ class ChipWeight(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         scale = w.detach().abs().max().clamp_min(1e-12) / self.qmax
-        q = _RoundSTE.apply(w / scale).clamp(-self.qmax, self.qmax)
+        q = RoundSTE.apply(w / scale).clamp(-self.qmax, self.qmax)
         wq = q * scale
         if not (self.training and self.sigma > 0):
             return wq
@@ -84,7 +86,7 @@ def _input_hook(bits: int, momentum: float = 0.1):  # noqa: ANN202  (a torch hoo
         signed = bool((x.detach() < 0).any())
         levels = 2 ** (bits - (1 if signed else 0)) - 1
         scale = run.clamp_min(1e-12) / levels
-        xq = _RoundSTE.apply(x / scale).clamp(-levels if signed else 0, levels) * scale
+        xq = RoundSTE.apply(x / scale).clamp(-levels if signed else 0, levels) * scale
         return (xq, *args[1:])
 
     return hook
