@@ -246,20 +246,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xbarforge.basis.run import load_run
     from xbarforge.basis.train import train_run
     from xbarforge.cli import _console
-    from xbarforge.data import load_dataset
+    from xbarforge.sim.command import model_dataset
 
     console = _console(args.quiet)
     run = load_run(args.run, device="cpu")
-    meta = run.source["meta"]
-    name = args.data or meta.get("dataset")
-    if not name:
-        raise ValueError(f"{args.run}: the source model names no dataset; add --data NAME (and --data-root DIR)")
-    root = args.data_root if args.data_root is not None else (meta.get("data_root") if name == meta.get("dataset")
-                                                               else None)
-    data = load_dataset(name, root, val_fraction=meta.get("val_fraction", 0.1) or 0.1, seed=meta.get("seed", 0) or 0,
-                        resolution=tuple(run.input_shape[1:]))
-    if meta.get("mean") and meta.get("std"):
-        data = data.with_stats(meta["mean"], meta["std"])
+    data = model_dataset(run.source["meta"], args.data, args.data_root, args.run)
     coeff_epochs = 2 if args.coeff_epochs is None else args.coeff_epochs
     record = train_run(run, data, args.run, epochs=args.epochs, coeff_epochs=coeff_epochs, lr=args.lr,
                        coeff_lr=args.coeff_lr, seed=args.seed, batch_size=args.batch_size,

@@ -21,6 +21,7 @@ the simulator all read it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -139,10 +140,8 @@ class BasisLayout:
             groups = tuple(assignment.get(seg.name, seg.group_of_unit))
             if len(groups) != seg.units or any(not 0 <= g < self.groups for g in groups):
                 raise BasisError(f"layer '{seg.name}': assignment needs {seg.units} groups in 0..{self.groups - 1}")
-            layers.append(LayerSegments(seg.name, seg.kind, seg.rows, seg.out_per_group, seg.conv_groups,
-                                        seg.segments, seg.pixels, groups))
-        out = BasisLayout(self.model, self.hardware, self.crossbars, self.rows, self.vectors_per_crossbar,
-                          self.group_crossbars, tuple(layers))
+            layers.append(dataclasses.replace(seg, group_of_unit=groups))
+        out = dataclasses.replace(self, layers=tuple(layers))
         for old, new in zip(self.layers, out.layers, strict=True):
             if out.steps_per_pixel(new) > self.capacity(old):
                 raise BasisError(f"layer '{new.name}': assignment puts more than {self.capacity(old)} units on a group")

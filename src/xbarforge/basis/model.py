@@ -15,8 +15,6 @@ and evaluates exactly what the chip computes.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -132,6 +130,3 @@ class BasisNetwork(nn.Module):
                 params[name].copy_(w)
                 params[name].requires_grad_(True)
         return plain
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"weight_bits": self.weight_bits, "coeff_bits": self.coeff_bits, "quantize": self.quantize}

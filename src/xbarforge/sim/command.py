@@ -20,7 +20,7 @@ import torch
 
 from xbarforge.errors import XbarforgeError
 
-__all__ = ["add_simulate_command", "add_sweep_command"]
+__all__ = ["add_simulate_command", "add_sweep_command", "model_dataset"]
 
 # option -> schema key, for the settings users change most
 _SHORTCUTS = {
@@ -133,23 +133,28 @@ def _hardware(args: argparse.Namespace) -> Any:
     return hw
 
 
-def _evaluation_data(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor,
-                                                                              torch.Tensor]:
-    """(bundle, x, y, calibration) normalized as the model was trained."""
+def model_dataset(meta: dict[str, Any], data: str | None, data_root: str | None, source: str) -> Any:
+    """The dataset a model was trained on (or `data`/`data_root` instead), split and normalized as then."""
     from xbarforge.cli import UsageError
     from xbarforge.data import load_dataset
 
-    name = args.data or meta.get("dataset")
+    name = data or meta.get("dataset")
     if not name:
-        raise UsageError(f"{args.model}: the model file names no dataset; add --data NAME (and --data-root DIR)")
-    root = args.data_root if args.data_root is not None else (
-        meta.get("data_root") if name == meta.get("dataset") else None)
+        raise UsageError(f"{source}: the model file names no dataset; add --data NAME (and --data-root DIR)")
+    root = data_root if data_root is not None else (meta.get("data_root") if name == meta.get("dataset") else None)
     shape = meta.get("input_shape")
     resolution = tuple(shape[1:]) if shape else None
-    data = load_dataset(name, root, val_fraction=meta.get("val_fraction", 0.1) or 0.1, seed=meta.get("seed", 0) or 0,
-                        resolution=resolution)
+    bundle = load_dataset(name, root, val_fraction=meta.get("val_fraction", 0.1) or 0.1,
+                          seed=meta.get("seed", 0) or 0, resolution=resolution)
     if meta.get("mean") and meta.get("std"):
-        data = data.with_stats(meta["mean"], meta["std"])
+        bundle = bundle.with_stats(meta["mean"], meta["std"])
+    return bundle
+
+
+def _evaluation_data(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor,
+                                                                              torch.Tensor]:
+    """(bundle, x, y, calibration) normalized as the model was trained."""
+    data = model_dataset(meta, args.data, args.data_root, args.model)
 
     def stack(split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         # splits are stored class by class, so a subset is drawn at random (seed 0: every run and
