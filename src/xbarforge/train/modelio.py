@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -36,14 +36,15 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save to a temporary file next to `path`, then rename: readers never see half a file."""
+def _atomic_write(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
+    """`write` into a temporary file next to `path`, flush it to disk, then rename: readers never
+    see half a file, and a run killed mid-write leaves only a `.NAME.*.tmp` behind."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
@@ -54,20 +55,14 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return out
 
 
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temporary file next to `path`, then rename: readers never see half a file."""
+    return _atomic_write(path, "wb", lambda f: torch.save(obj, f))
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write text via a temporary file and a rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return out
+    return _atomic_write(path, "w", lambda f: f.write(text))
 
 
 def safe_load(path: str | Path, what: str = "file") -> Any:
