@@ -18,6 +18,7 @@ EXPECTED = {
     "densenet40",
     "lenet5",
     "mobilenetv2",
+    "mobilenetv2_cifar",
     "mobilenetv3_large",
     "mobilenetv3_small",
     "resnet18",
@@ -161,6 +162,9 @@ def test_mobilenetv2_cifar_stem() -> None:
     assert default.features[0][0].stride == (2, 2)
     assert cifar.features[0][0].stride == (1, 1)
     assert _n_params(default) == _n_params(cifar)
+    registered = _meta_model("mobilenetv2_cifar")
+    assert registered.features[0][0].stride == (1, 1)
+    assert _n_params(registered) == _n_params(cifar)
 
 
 def test_vgg_heads() -> None:

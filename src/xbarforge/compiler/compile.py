@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping as Mapping_
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xbarforge.compiler.duplicate import MAX_BLOCKS, Option, fill_options, layer_options, min_index
@@ -140,9 +142,25 @@ def _finish(graph, hw, choices, blocks, crossbars_used, budget, schedule, object
     )
 
 
-def _one_copy(graph: LayerGraph, hw: HardwareSpec) -> list[_Choice]:
-    """One copy of every layer in its default (DESIGN.md) form."""
-    return [_Choice(lower(layer, hw), 1) for layer in graph.mvm_layers]
+WeightBits = Mapping_[str, int | Sequence[int]]  # layer name -> weight bits (one, or one per output channel)
+
+
+def _one_copy(graph: LayerGraph, hw: HardwareSpec, weight_bits: WeightBits | None = None) -> list[_Choice]:
+    """One copy of every layer in its default (DESIGN.md) form, at its own weight bits if given."""
+    bits = weight_bits or {}
+    unknown = set(bits) - {layer.name for layer in graph.mvm_layers}
+    if unknown:
+        raise CompileError(f"weight bits given for layers the model does not have: {', '.join(sorted(unknown)[:3])}")
+    try:
+        return [_Choice(lower(layer, hw, bits=bits.get(layer.name)), 1) for layer in graph.mvm_layers]
+    except ValueError as exc:
+        raise CompileError(str(exc)) from None
+
+
+def _recorded_bits(weight_bits: WeightBits | None) -> dict[str, int | list[int]] | None:
+    if not weight_bits:
+        return None
+    return {k: v if isinstance(v, int) else [int(b) for b in v] for k, v in weight_bits.items()}
 
 
 def _pack_one_copy(choices: list[_Choice], hw: HardwareSpec, budget: int | None):
@@ -158,18 +176,24 @@ def _pack_one_copy(choices: list[_Choice], hw: HardwareSpec, budget: int | None)
     return index, placements, len(bins)
 
 
-def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain") -> Mapping:
-    """Every block of every layer on its own crossbar: no packing, no duplication."""
-    choices = _one_copy(graph, hw)
+def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain",
+               weight_bits: WeightBits | None = None) -> Mapping:
+    """Every block of every layer on its own crossbar: no packing, no duplication.
+
+    `weight_bits` (mixed precision): bits per layer, one number or one per output channel.
+    """
+    choices = _one_copy(graph, hw, weight_bits)
     _, index = _items(choices)
     placements = [Placement(k, k, 0, 0) for k in range(len(index))]
     blocks = _placed(choices, index, placements)
-    return _finish(graph, hw, choices, blocks, len(blocks), None, schedule, "isaac-like", 0)
+    mapping = _finish(graph, hw, choices, blocks, len(blocks), None, schedule, "isaac-like", 0)
+    mapping.weight_bits = _recorded_bits(weight_bits)
+    return mapping
 
 
-def min_crossbars(graph: LayerGraph, hw: HardwareSpec) -> int:
+def min_crossbars(graph: LayerGraph, hw: HardwareSpec, weight_bits: WeightBits | None = None) -> int:
     """Fewest crossbars that hold one copy of every layer (packed, default forms)."""
-    items, _ = _items(_one_copy(graph, hw))
+    items, _ = _items(_one_copy(graph, hw, weight_bits))
     _, bins = pack(items, hw.crossbar.rows, hw.usable_cols, separate_layers=False)
     return len(bins)
 

@@ -255,6 +255,8 @@ def program_crossbars(mapping: Mapping, graph: LayerGraph, hw: HardwareSpec) -> 
     level is out of the cell's range.
     """
     rows, cols, usable = hw.crossbar.rows, hw.crossbar.cols, hw.usable_cols
+    if mapping.weight_bits:
+        raise ValueError("mixed-precision mappings (weight_bits) are costed, not programmed: cells hold uniform bits")
     if (mapping.crossbar_rows, mapping.crossbar_cols) != (rows, cols):
         raise ValueError(
             f"mapping is for {mapping.crossbar_rows}x{mapping.crossbar_cols} crossbars, hardware has {rows}x{cols}"

@@ -12,11 +12,17 @@ groups are laid out is the layer's *form*:
   MVMs per output pixel. `diag=1, stack=max` is the plain (k*k) x (C_out*cpw) matrix of
   DESIGN.md (the isaac-like form); smaller `stack` is RNC's channel splitting; larger `diag` is
   block-diagonal placement (one MVM serves many channels at the price of empty cells).
+
+Mixed precision (`xbarforge.quant`): `bits` gives a layer its own weight width, either one number
+or one per output channel. Per-channel widths apply to dense tiled layers: output channels fill
+column blocks in order, a channel's slices never split over two crossbars, so a block ends where
+the next channel would not fit. Grouped layers take the widest channel's width for every channel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -61,10 +67,15 @@ class LoweredLayer:
 
     layer: Layer
     form: Form
-    cols_per_weight: int
+    cols_per_weight: int  # the widest weight's columns (all weights' under uniform precision)
     blocks: tuple[BlockShape, ...]
     mvms_per_pixel: int  # sequential MVMs per output pixel per block (the stack width)
     pixels: int
+    group_cols: int = 0  # physical columns of one group matrix (0: outputs per group x cols_per_weight)
+
+    def __post_init__(self) -> None:
+        if not self.group_cols:
+            self.group_cols = self.layer.cols_per_group * self.cols_per_weight
 
     @cached_property
     def cells(self) -> int:
@@ -88,23 +99,71 @@ def _tile(extent: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, extent)) for start in range(0, extent, size)]
 
 
-def group_dims(layer: Layer, hw: HardwareSpec) -> tuple[int, int]:
+Bits = int | Sequence[int] | None  # a layer's weight bits: uniform, one per output channel, or the chip's
+
+
+def group_dims(layer: Layer, hw: HardwareSpec, bits: Bits = None) -> tuple[int, int]:
     """(rows, physical columns) of one group's weight matrix on this hardware."""
-    return layer.rows_per_group, layer.cols_per_group * hw.cols_per_weight
+    return layer.rows_per_group, layer.cols_per_group * _widest(layer, hw, bits)
 
 
-def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None) -> LoweredLayer:
-    """Blocks of one copy of `layer` in `form` (default: the DESIGN.md / isaac-like form)."""
-    form = form or default_form(layer, hw)
+def _widest(layer: Layer, hw: HardwareSpec, bits: Bits) -> int:
+    """Columns of the layer's widest weight."""
+    if bits is None:
+        return hw.cols_per_weight
+    if isinstance(bits, int):
+        return hw.cols_for_bits(bits)
+    return hw.cols_for_bits(max(bits))
+
+
+def _channel_tiles(widths: Sequence[int], cols_x: int) -> list[tuple[int, int]]:
+    """Column ranges of the blocks: channels in order, a block closes when the next would not fit."""
+    tiles: list[tuple[int, int]] = []
+    start = end = 0
+    for w in widths:
+        if end + w - start > cols_x and end > start:
+            tiles.append((start, end))
+            start = end
+        end += w
+    if end > start:
+        tiles.append((start, end))
+    return tiles
+
+
+def _check_bits(layer: Layer, bits: Bits) -> None:
+    if bits is None or isinstance(bits, int):
+        if isinstance(bits, int) and bits < 1:
+            raise ValueError(f"{layer.name}: weight bits must be positive, got {bits}")
+        return
+    outputs = layer.cols_per_group * layer.groups
+    if len(bits) != outputs:
+        raise ValueError(f"{layer.name}: {len(bits)} channel bit widths for {outputs} output channels")
+    if min(bits) < 1:
+        raise ValueError(f"{layer.name}: weight bits must be positive, got {min(bits)}")
+
+
+def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None, bits: Bits = None) -> LoweredLayer:
+    """Blocks of one copy of `layer` in `form` (default: the DESIGN.md / isaac-like form).
+
+    `bits`: the layer's weight bits (one, or one per output channel); None: the chip's weight_bits.
+    """
+    _check_bits(layer, bits)
+    form = form or default_form(layer, hw, bits)
     rows_x, cols_x = hw.crossbar.rows, hw.usable_cols
-    cpw = hw.cols_per_weight
-    rows_g, cols_g = group_dims(layer, hw)
+    cpw = _widest(layer, hw, bits)
+    rows_g, cols_g = group_dims(layer, hw, bits)
     col_step = max(cpw, (cols_x // cpw) * cpw)  # never split one weight's slices across crossbars
     blocks: list[BlockShape] = []
     if form.tiled:
+        if bits is not None and not isinstance(bits, int) and layer.groups == 1:
+            widths = [hw.cols_for_bits(b) for b in bits]
+            cols_g = sum(widths)
+            col_tiles = _channel_tiles(widths, cols_x)
+        else:
+            col_tiles = _tile(cols_g, col_step)
         for g in range(layer.groups):
             for r0, r1 in _tile(rows_g, rows_x):
-                for c0, c1 in _tile(cols_g, col_step):
+                for c0, c1 in col_tiles:
                     h, w = r1 - r0, c1 - c0
                     blocks.append(BlockShape(g, g + 1, r0, r1, c0, c1, h, w, h * w))
         mvms = 1
@@ -118,19 +177,19 @@ def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None) -> LoweredLa
             width = ((slots - 1) * form.stack + last) * cols_g
             blocks.append(BlockShape(g0, g1, 0, rows_g, 0, cols_g, slots * rows_g, width, n * rows_g * cols_g))
         mvms = form.stack
-    return LoweredLayer(layer, form, cpw, tuple(blocks), mvms, layer.output_pixels)
+    return LoweredLayer(layer, form, cpw, tuple(blocks), mvms, layer.output_pixels, cols_g)
 
 
-def fits_in_crossbar(layer: Layer, hw: HardwareSpec) -> bool:
-    rows_g, cols_g = group_dims(layer, hw)
+def fits_in_crossbar(layer: Layer, hw: HardwareSpec, bits: Bits = None) -> bool:
+    rows_g, cols_g = group_dims(layer, hw, bits)
     return rows_g <= hw.crossbar.rows and cols_g <= hw.usable_cols
 
 
-def default_form(layer: Layer, hw: HardwareSpec) -> Form:
+def default_form(layer: Layer, hw: HardwareSpec, bits: Bits = None) -> Form:
     """The DESIGN.md form: dense tiling, or for small groups the plain stacked matrix."""
-    if layer.groups == 1 or not fits_in_crossbar(layer, hw):
+    if layer.groups == 1 or not fits_in_crossbar(layer, hw, bits):
         return Form()
-    _, cols_g = group_dims(layer, hw)
+    _, cols_g = group_dims(layer, hw, bits)
     return Form(diag=1, stack=min(layer.groups, hw.usable_cols // cols_g), tiled=False)
 
 

@@ -69,7 +69,7 @@ class LayerPlan:
         return cls(
             name=layer.name, kind=layer.kind, describe=layer.describe(), form=low.form, copies=copies,
             blocks_per_copy=len(low.blocks), mvms_per_pixel=low.mvms_per_pixel, pixels=low.pixels,
-            rows_per_group=layer.rows_per_group, cols_per_group=layer.cols_per_group * low.cols_per_weight,
+            rows_per_group=layer.rows_per_group, cols_per_group=low.group_cols,
             groups=layer.groups, tau=low.tau(copies), preds=list(preds or []),
             out_elems=math.prod(layer.out_shape),
         )
@@ -92,6 +92,9 @@ class Mapping:
     objective: str = "throughput"
     seed: int = 0
     period_hint: int | None = None  # pipeline period the packing planned windows for (cycles)
+    # mixed precision (xbarforge.quant): weight bits per layer, one number or one per output channel;
+    # None = every weight has the chip's precision.weight_bits
+    weight_bits: dict[str, int | list[int]] | None = None
     report: dict[str, Any] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerPlan:

@@ -52,7 +52,7 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> En
     cyc = hw.input_cycles
     cells = hw.crossbar.rows * hw.crossbar.cols
     a = hw.precision.activation_bits
-    cpw = hw.cols_per_weight
+    mixed = mapping.weight_bits or {}
     ref_cols = 1 if hw.crossbar.encoding == "offset" else 0  # the reference column is read every MVM
     per_layer: dict[str, dict[str, float]] = {}
     blocks_by_layer: dict[str, list] = {}
@@ -64,6 +64,13 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> En
         row_tiles = -(-lp.rows_per_group // hw.crossbar.rows)
         psum_bits = 2 * a if row_tiles > 1 else a
         mvms = lp.pixels * lp.mvms_per_pixel
+        bits = mixed.get(lp.name)
+        if bits is None:
+            cpw = hw.cols_per_weight
+        elif isinstance(bits, int):
+            cpw = hw.cols_for_bits(bits)
+        else:  # the layer's mean columns per weight: w_read / cpw is then its output channels read
+            cpw = sum(hw.cols_for_bits(b) for b in bits) / len(bits)
         for b in blocks_by_layer.get(lp.name, []):
             w_read = b.width / lp.mvms_per_pixel + ref_cols
             comps["crossbar"] += mvms * e.xbar_read_pj * (b.height * b.width) / cells * cyc

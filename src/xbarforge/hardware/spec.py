@@ -286,7 +286,11 @@ class HardwareSpec(_Strict):
     @property
     def cols_per_weight(self) -> int:
         """Crossbar columns one weight occupies: bit slices, doubled for differential pairs."""
-        slices = math.ceil(self.precision.weight_bits / self.crossbar.cell_bits)
+        return self.cols_for_bits(self.precision.weight_bits)
+
+    def cols_for_bits(self, bits: int) -> int:
+        """Crossbar columns of one weight of `bits` bits (mixed precision: `xbarforge.quant`)."""
+        slices = math.ceil(bits / self.crossbar.cell_bits)
         return slices * (2 if self.crossbar.encoding == "differential" else 1)
 
     @property

@@ -234,6 +234,16 @@ def mobilenetv2(
     return MobileNetV2(num_classes=num_classes, in_channels=in_channels, first_stride=1 if cifar_stem else 2)
 
 
+@register_model(input_shape=(3, 32, 32))
+def mobilenetv2_cifar(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: tuple[int, int] = (32, 32),
+) -> MobileNetV2:
+    """MobileNetV2 1.0 for 32x32 inputs (CIFAR): the stride-1 stem of `mobilenetv2(cifar_stem=True)`."""
+    return MobileNetV2(num_classes=num_classes, in_channels=in_channels, first_stride=1)
+
+
 @register_model
 def mobilenetv3_small(
     num_classes: int = 10,
