@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow bench bench-accuracy clean
+.PHONY: setup demo test test-slow bench bench-accuracy bench-quant clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: $(STAMP)
 # trains ResNet-20 on the CIFAR-10 JPEG copy (about 15-20 min on 2 cores) and simulates it on chips
 bench-accuracy: $(STAMP)
 	$(PY) benchmarks/accuracy_bench.py
+
+# needs runs/r20 and runs/mv2 (xbarforge train resnet20 / mobilenetv2_cifar on CIFAR-10); about an hour on 2 cores
+bench-quant: $(STAMP)
+	$(PY) benchmarks/quant_bench.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

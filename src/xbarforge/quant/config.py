@@ -18,7 +18,13 @@ class QuantConfig(BaseModel):
     episodes: PositiveInt = Field(300, description="episodes of the whole search (split over the stages)")
     stages: Literal["layer", "group", "both"] = "both"
     stage1_share: float = Field(0.5, gt=0, lt=1, description="share of the episodes stage 1 gets with stages=both")
-    utilization_weight: float = Field(0.1, ge=0, description="reward per unit of utilization (0: array-unaware)")
+    utilization_weight: float = Field(
+        0.5, ge=0,
+        description=(
+            "reward per unit of utilization (0: array-unaware); at 0.5 one point of utilization is worth half a"
+            " point of validation accuracy (at 0.1 it was below the noise of a 2000-image validation subset)"
+        ),
+    )
     refine_steps: int = Field(2, ge=0, description="stage 2: widths a group may move from its layer's")
     max_groups: PositiveInt = Field(4, description="stage 2 decisions per layer at most")
     val_images: PositiveInt = Field(2000, description="validation images that score a policy")

@@ -33,7 +33,7 @@ class PolicyCost:
     cells_used: int
     budget_cells: int | None  # cells of the whole budget (None: no budget)
     fits: bool
-    layers: list[dict[str, Any]] = field(default_factory=list)  # name, crossbars, weight_cells, crossbar size
+    layers: list[dict[str, Any]] = field(default_factory=list)  # name, crossbars, weight_cells, crossbar, utilization
     pool_crossbars: list[int] | None = None  # crossbars taken from each pool (heterogeneous chips)
 
     @property
@@ -87,13 +87,14 @@ class PolicyCoster:
             chosen = [plan.footprint[layer.name] for layer in layers]
             sizes = [self.pools[plan.layer_pool[layer.name]] for layer in layers]
             records = [{"name": layer.name, "crossbars": f.crossbars, "weight_cells": f.weight_cells,
-                        "crossbar": f"{p.rows}x{p.cols}"} for layer, f, p in zip(layers, chosen, sizes, strict=True)]
+                        "crossbar": f"{p.rows}x{p.cols}", "utilization": f.weight_cells / f.cells}
+                       for layer, f, p in zip(layers, chosen, sizes, strict=True)]
             return PolicyCost(plan.crossbars_used, plan.weight_cells, plan.cells_used, plan.chip_cells, plan.fits,
                               records, plan.used)
         chosen = [opts[0] for opts in options]
         size = f"{self.hw.crossbar.rows}x{self.hw.crossbar.cols}"
-        records = [{"name": layer.name, "crossbars": f.crossbars, "weight_cells": f.weight_cells, "crossbar": size}
-                   for layer, f in zip(layers, chosen, strict=True)]
+        records = [{"name": layer.name, "crossbars": f.crossbars, "weight_cells": f.weight_cells, "crossbar": size,
+                    "utilization": f.weight_cells / f.cells} for layer, f in zip(layers, chosen, strict=True)]
         crossbars = sum(f.crossbars for f in chosen)
         cells = self.hw.crossbar.rows * self.hw.crossbar.cols
         return PolicyCost(

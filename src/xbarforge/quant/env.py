@@ -10,6 +10,12 @@ measures the policy's accuracy after post-training quantization, and (3) rewards
 `utilization_weight = 0` is the array-unaware (coarse-grained, HAQ-like) agent; RaQu's array-aware
 agent also earns for every cell its arrays put to use. Accuracies are cached by policy, since
 agents revisit the same widths late in a run.
+
+With a utilization weight the problem also credits each decision (`Evaluation.step_rewards`):
+the shared accuracy term plus `utilization_weight` times the utilization of the decision's own
+layer. A layer's crossbars depend only on its own widths, so this is the part of the utilization a
+decision can change; without it, an agent that learns per step (DDPG) must untangle one tail group's
+freed arrays from the noise of dozens of other decisions in a single episode reward.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ class BudgetTooSmall(XbarforgeError):
 
 
 class StageProblem:
-    """Decisions of one stage, each with its own allowed widths (see module doc)."""
+    """Decisions of one stage, each with its own allowed widths (see module doc); `layer_bits`: the widths
+    the decisions' features describe the crossbars at (stage 1's result, in stage 2)."""
 
     def __init__(
         self,
@@ -44,6 +51,7 @@ class StageProblem:
         choices: Sequence[Sequence[int]] | None = None,
         reference_accuracy: float = 0.0,
         utilization_weight: float = 0.0,
+        layer_bits: Sequence[int] | None = None,
     ) -> None:
         self.space = space
         self.decisions = list(decisions)
@@ -52,8 +60,9 @@ class StageProblem:
         self.choices = [tuple(sorted(c)) for c in (choices or [space.bits] * len(self.decisions))]
         self.reference_accuracy = reference_accuracy
         self.utilization_weight = utilization_weight
-        self._features = space.features(self.decisions)
+        self._features = space.features(self.decisions, layer_bits)
         self._cells = self._decision_cells()
+        self._decision_layer = np.array([d.layer for d in self.decisions], dtype=np.int64)
         self._accuracy_cache: dict[bytes, float] = {}
         self.evaluations = 0
         narrowest = [c[0] for c in self.choices]
@@ -90,13 +99,17 @@ class StageProblem:
         policy = self.channel_bits(bits)
         acc = self.accuracy(policy)
         reward = acc - self.reference_accuracy + self.utilization_weight * cost.utilization
+        steps = None
+        if self.utilization_weight:
+            own = np.array([rec["utilization"] for rec in cost.layers])
+            steps = acc - self.reference_accuracy + self.utilization_weight * own[self._decision_layer]
         info: dict[str, Any] = {
             "accuracy": acc,
             **{k: v for k, v in cost.summary().items() if k != "pool_crossbars"},
             "mean_bits": self.mean_bits(bits),
             "bits": [int(b) for b in bits],
         }
-        return Evaluation(reward=float(reward), actions=self.bits_to_actions(bits), info=info)
+        return Evaluation(reward=float(reward), actions=self.bits_to_actions(bits), info=info, step_rewards=steps)
 
     # ---- pieces ----
 

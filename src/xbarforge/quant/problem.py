@@ -22,6 +22,9 @@ class Evaluation:
     reward: float
     actions: np.ndarray  # the actions after budget enforcement (what was actually scored), in [0, 1]
     info: dict[str, Any] = field(default_factory=dict)  # accuracy, utilization, crossbars, bits, ...
+    # optional credit of each decision (length n_steps): the shared part of the reward plus what the
+    # decision's own layer earned; agents that learn per step (DDPG) use it instead of `reward`
+    step_rewards: np.ndarray | None = None
 
 
 class Problem(Protocol):

@@ -15,7 +15,7 @@ decision, since their blocks are laid out per group, not per channel.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +52,8 @@ def parse_bits(text: str) -> tuple[int, ...]:
             choices = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
     except ValueError:
         raise XbarforgeError(f"--bits: expected a range like 2-8 or a list like 4,6,8, got {text!r}") from None
-    if not choices or min(choices) < 1 or max(choices) > 16:
-        raise XbarforgeError(f"--bits: bit widths must lie in 1..16, got {text!r}")
+    if not choices or min(choices) < 2 or max(choices) > 16:
+        raise XbarforgeError(f"--bits: bit widths must lie in 2..16 (symmetric quantization needs 2), got {text!r}")
     return choices
 
 
@@ -119,15 +119,20 @@ class QuantSpace:
 
     # ---- what agents see ----
 
-    def features(self, decisions: Sequence[Decision]) -> np.ndarray:
+    def features(self, decisions: Sequence[Decision], layer_bits: Sequence[int] | None = None) -> np.ndarray:
         """HAQ's layer embedding (index, channels, kernel, stride, weights, pixels, depthwise) plus
-        the crossbar view: row tiles, and the share of a column block the decision's channels take
-        at the widest allowed bits. Every column is scaled to [0, 1]."""
+        the crossbar view at each layer's reference width (`layer_bits`, stage 1's result in stage 2;
+        default the widest allowed): row tiles, the share of a column block the decision's channels
+        take, whether it is the tail that spills into a partly filled column block, and how full that
+        last block is. Every column is scaled to [0, 1]."""
         rows_x = min([p.rows for p in self.hw.chip.pools] or [self.hw.crossbar.rows])
-        widest = self.hw.cols_for_bits(max(self.bits))
+        ref = list(layer_bits) if layer_bits is not None else [max(self.bits)] * len(self.layers)
+        last = {d.layer: i for i, d in enumerate(decisions)}
         raw = []
-        for d in decisions:
+        for i, d in enumerate(decisions):
             layer = self.layers[d.layer]
+            width = self.hw.cols_for_bits(int(ref[d.layer]))
+            spill = (out_channels(layer) * width) % self.align_cols
             raw.append([
                 d.layer,
                 layer.in_channels,
@@ -140,7 +145,9 @@ class QuantSpace:
                 layer.output_pixels,
                 float(layer.groups > 1),
                 math.ceil(layer.rows_per_group / rows_x),
-                d.channels * widest / self.align_cols,
+                d.channels * width / self.align_cols,
+                float(last[d.layer] == i and spill > 0),
+                spill / self.align_cols,
             ])
         arr = np.asarray(raw, dtype=np.float64)
         lo, hi = arr.min(0), arr.max(0)
@@ -148,19 +155,23 @@ class QuantSpace:
         return (arr - lo) / span
 
 
-def policy_record(space: QuantSpace, policy: ChannelBits) -> dict[str, Any]:
-    """Bits per layer as runs of equal widths: {layer: [[start, end, bits], ...]}."""
-    out: dict[str, Any] = {}
-    for layer in space.layers:
-        bits = policy[layer.name]
+def policy_runs(bits: Mapping[str, np.ndarray]) -> dict[str, list[list[int]]]:
+    """Bits per layer as runs [start, end, bits] of equal widths (the compact form files store)."""
+    out: dict[str, list[list[int]]] = {}
+    for name, arr in bits.items():
         runs: list[list[int]] = []
-        for c, b in enumerate(bits.tolist()):
+        for c, b in enumerate(np.asarray(arr).tolist()):
             if runs and runs[-1][2] == b:
                 runs[-1][1] = c + 1
             else:
                 runs.append([c, c + 1, int(b)])
-        out[layer.name] = runs
+        out[name] = runs
     return out
+
+
+def policy_record(space: QuantSpace, policy: ChannelBits) -> dict[str, Any]:
+    """Bits per layer as runs of equal widths, in the model's layer order: {layer: [[start, end, bits], ...]}."""
+    return policy_runs({layer.name: policy[layer.name] for layer in space.layers})
 
 
 def policy_from_record(space: QuantSpace, record: dict[str, Any]) -> ChannelBits:

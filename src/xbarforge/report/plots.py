@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -280,3 +281,66 @@ def plot_basis(result: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_quant_policy(result: dict[str, Any], path: str | Path) -> Path:
+    """A mixed-precision policy per layer: weight bits (mean, with the group range) and how full each
+    layer's crossbars are, next to the uniform-precision baseline's fill."""
+    layers = result["final"]["layers"]
+    names = [rec["name"] for rec in layers]
+    xs = list(range(len(names)))
+    fig, (ax_b, ax_u) = plt.subplots(2, 1, figsize=(max(8, 0.28 * len(names) + 3), 6), sharex=True)
+    mean = [rec["mean_bits"] for rec in layers]
+    lo = [rec["mean_bits"] - rec["min_bits"] for rec in layers]
+    hi = [rec["max_bits"] - rec["mean_bits"] for rec in layers]
+    ax_b.bar(xs, mean, color="tab:blue", yerr=[lo, hi], capsize=2, ecolor="black", label="mean bits (group range)")
+    ax_b.set_ylabel("weight bits")
+    ax_b.grid(alpha=0.3, axis="y")
+    ax_b.legend(fontsize=7)
+    ax_u.plot(xs, [100 * rec["utilization"] for rec in layers], marker="o", label="policy")
+    base = result.get("baselines", {}).get("uniform", {}).get("layers")
+    if base:
+        ax_u.plot(xs, [100 * rec["utilization"] for rec in base], marker="s", ls="--", color="grey",
+                  label=f"uniform {result['baselines']['uniform']['bits']}-bit")
+    ax_u.set_ylabel("crossbar utilization (%)")
+    ax_u.set_xticks(xs, names, rotation=90, fontsize=6)
+    ax_u.grid(alpha=0.3)
+    ax_u.legend(fontsize=7)
+    fin = result["final"]
+    fig.suptitle(f"{result['model']} on {result['hardware']}: {fin['crossbars']} crossbars,"
+                 f" {100 * fin['utilization']:.1f} % utilization, {fin['mean_bits']:.2f} mean bits", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curve(stages: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
+    """Reward, accuracy and utilization of every episode of each stage, with the best-so-far reward."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    offset = 0
+    for i, (stage, history) in enumerate(stages.items()):
+        if not history:
+            continue
+        color = plt.get_cmap("tab10")(i)
+        eps = [offset + rec["episode"] + 1 for rec in history]
+        rewards = [rec["reward"] for rec in history]
+        best = list(itertools.accumulate(rewards, max))
+        axes[0].plot(eps, rewards, ".", color=color, alpha=0.5, label=f"{stage}")
+        axes[0].plot(eps, best, "-", color=color, label=f"{stage}, best so far")
+        for ax, key in ((axes[1], "accuracy"), (axes[2], "utilization")):
+            ax.plot(eps, [100 * rec[key] for rec in history if key in rec], ".", color=color, alpha=0.5, label=stage)
+        offset = eps[-1]
+    for ax, label in zip(axes, ("reward", "validation accuracy (%)", "utilization (%)"), strict=True):
+        ax.set_xlabel("episode")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
