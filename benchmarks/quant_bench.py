@@ -13,8 +13,10 @@ channel into a nearly empty column of arrays and cannot fill its crossbars):
    - RaQu: the DDPG agent per layer, then per array-aware group, rewarded for utilization too.
    Target: utilization >= 1.25x the better baseline, test accuracy >= uniform 8-bit's.
    The whole RaQu DDPG run on ResNet-20 (300 episodes) is timed: target < 30 minutes.
-3. `hetero`: ResNet-20 on a chip of 64x64, 128x128 and 256x256 pools against single-size chips of the
-   same total cells (RaQu policy searched on each). Target: the pools give the highest utilization.
+3. `hetero`: ResNet-20 on a chip of 32x32, 64x64 and 128x128 pools sized for it (80 % of what uniform
+   8-bit takes of each size at least waste) against single-size chips of the same total cells, a RaQu
+   policy searched on each. Target: the pools give the highest utilization. `hetero_fixed_mix`: the
+   same with a fixed mix of 64x64, 128x128 and 256x256 pools not sized for the model.
 
 Each section is stored as soon as it is done and reused on a rerun (--fresh redoes everything).
 Run: OMP_NUM_THREADS=2 .venv/bin/python benchmarks/quant_bench.py [--models resnet20,mobilenetv2] [--sections ...]
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -31,10 +34,12 @@ from typing import Any
 
 import torch
 
+from xbarforge.compiler.pools import assign_pools
 from xbarforge.graph import capture
 from xbarforge.hardware import load_hardware
 from xbarforge.quant.config import QuantConfig
 from xbarforge.quant.cost import PolicyCoster
+from xbarforge.quant.env import BudgetTooSmall
 from xbarforge.quant.finetune import finetune
 from xbarforge.quant.pipeline import quantize
 from xbarforge.quant.space import QuantSpace
@@ -49,8 +54,9 @@ MODELS = {"resnet20": RUNS / "r20" / "model.pt", "mobilenetv2": RUNS / "mv2" / "
 HW = "isaac"
 BITS = (2, 3, 4, 5, 6, 7, 8)
 BUDGET_SHARE = 7 / 8  # of uniform 8-bit's crossbars
-HETERO_POOLS = [{"rows": 64, "cols": 64, "count": 100}, {"rows": 128, "cols": 128, "count": 60},
-                {"rows": 256, "cols": 256, "count": 10}]
+HETERO_SIZES = (32, 64, 128)
+FIXED_MIX = [{"rows": 64, "cols": 64, "count": 100}, {"rows": 128, "cols": 128, "count": 60},
+             {"rows": 256, "cols": 256, "count": 10}]
 
 
 def load() -> dict[str, Any]:
@@ -178,6 +184,9 @@ def search_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     rows = {"uniform8": uniform, "layerwise": _summary(layerwise), "raqu": _summary(raqu)}
     better = max(rows["uniform8"]["utilization"], rows["layerwise"]["utilization"])
     return {
+        "settings": {"agent": "ddpg", "episodes": args.episodes, "val_images": args.val_images,
+                     "finetune_epochs": args.finetune_epochs, "utilization_weight": args.utilization_weight,
+                     "seed": args.seed, "threads": torch.get_num_threads()},
         "budget": budget,
         "float_val_accuracy": raqu["float_val_accuracy"],
         "rows": rows,
@@ -195,33 +204,52 @@ def _policy_shapes(result: dict[str, Any]) -> dict[str, list[int]]:
     return {name: list(range(runs[-1][1])) for name, runs in result["policy"].items()}
 
 
-def hetero_section(args: argparse.Namespace) -> dict[str, Any]:
+def sized_pools(name: str) -> list[dict[str, int]]:
+    """Pools of HETERO_SIZES sized for the model: 80 % of the crossbars of each size that uniform 8-bit
+    would take with every layer on its least-waste size (at least 4 of each), so the budget binds."""
+    model, _, shape = _model(name)
+    graph = capture(model, shape)
+    hw = load_hardware(HW, **{"chip.pools": [{"rows": r, "cols": r, "count": None} for r in HETERO_SIZES]})
+    plan = assign_pools(graph, hw, {layer.name: 8 for layer in graph.mvm_layers})
+    return [{"rows": r, "cols": r, "count": max(4, math.ceil(0.8 * n))} for r, n in zip(HETERO_SIZES, plan.used,
+                                                                                      strict=True)]
+
+
+def hetero_section(args: argparse.Namespace, pools: list[dict[str, int]], tag_dir: str) -> dict[str, Any]:
     name = "resnet20"
     model, meta, shape = _model(name)
     data = model_dataset(meta, None, None, str(MODELS[name]))
-    total = sum(p["rows"] * p["cols"] * p["count"] for p in HETERO_POOLS)
-    chips = {"pools": HETERO_POOLS}
-    for p in HETERO_POOLS:
+    total = sum(p["rows"] * p["cols"] * p["count"] for p in pools)
+    chips = {"pools": pools}
+    for p in pools:
         n = total // (p["rows"] * p["cols"])
         chips[f"{p['rows']}x{p['cols']}"] = [{"rows": p["rows"], "cols": p["cols"], "count": n}]
     rows = {}
-    for tag, pools in chips.items():
-        hw = load_hardware(HW, **{"chip.pools": pools})
+    for tag, chip in chips.items():
+        hw = load_hardware(HW, **{"chip.pools": chip})
         config = QuantConfig(bits=BITS, agent="ddpg", episodes=args.hetero_episodes, stages="both",
                              utilization_weight=args.utilization_weight, val_images=args.val_images,
                              finetune_epochs=0, seed=args.seed)
-        out = RUNS / "quant_bench" / "hetero" / tag
+        out = RUNS / "quant_bench" / tag_dir / tag
         if args.fresh and out.exists():
             shutil.rmtree(out)
-        res = quantize(model, data, hw, config, shape, out, progress=not args.quiet)
+        try:
+            res = quantize(model, data, hw, config, shape, out, progress=not args.quiet)
+        except BudgetTooSmall as exc:  # the model does not fit this chip at any width: no utilization to compare
+            rows[tag] = {"pools": chip, "cells": sum(p["rows"] * p["cols"] * p["count"] for p in chip),
+                         "fits": False, "reason": str(exc)}
+            continue
         fin = res["final"]
-        rows[tag] = {"pools": pools, "cells": sum(p["rows"] * p["cols"] * p["count"] for p in pools),
+        rows[tag] = {"pools": chip, "cells": sum(p["rows"] * p["cols"] * p["count"] for p in chip),
                      "crossbars": fin["crossbars"], "pool_crossbars": fin.get("pool_crossbars"),
                      "utilization": fin["utilization"], "utilization_budget": fin["utilization_budget"],
                      "mean_bits": fin["mean_bits"], "val_accuracy_ptq": fin["val_accuracy"],
                      "uniform8": {k: res["baselines"]["uniform"][k] for k in ("crossbars", "fits", "utilization")}}
-    best_single = max(v["utilization"] for k, v in rows.items() if k != "pools")
-    return {"total_cells": total, "rows": rows, "pools_over_best_single": rows["pools"]["utilization"] / best_single}
+    best_single = max(v["utilization"] for k, v in rows.items() if k != "pools" and "utilization" in v)
+    return {"settings": {"agent": "ddpg", "episodes": args.hetero_episodes, "val_images": args.val_images,
+                         "utilization_weight": args.utilization_weight, "seed": args.seed,
+                         "threads": torch.get_num_threads()},
+            "total_cells": total, "rows": rows, "pools_over_best_single": rows["pools"]["utilization"] / best_single}
 
 
 def main() -> int:
@@ -239,9 +267,7 @@ def main() -> int:
     args = ap.parse_args()
     doc = {} if args.fresh else load()
     doc["setup"] = {"hardware": HW, "bits": list(BITS), "budget_share_of_uniform8": BUDGET_SHARE,
-                    "threads": torch.get_num_threads(), "seed": args.seed, "episodes": args.episodes,
-                    "val_images": args.val_images, "finetune_epochs": args.finetune_epochs,
-                    "utilization_weight": args.utilization_weight}
+                    "search_settings": "in each section's settings"}
     sections = args.sections.split(",")
     for name in args.models.split(","):
         if "cost" in sections:
@@ -251,7 +277,13 @@ def main() -> int:
             doc.setdefault("search", {})[name] = search_section(name, args)
             save(doc)
     if "hetero" in sections and "hetero" not in doc:
-        doc["hetero"] = hetero_section(args)
+        doc["hetero"] = {"sizing": "pools of 32x32, 64x64 and 128x128 holding 80 % of what uniform 8-bit takes of each"
+                                   " size at least waste (at least 4 each); single sizes of the same total cells",
+                         **hetero_section(args, sized_pools("resnet20"), "hetero")}
+        save(doc)
+    if "hetero" in sections and "hetero_fixed_mix" not in doc:
+        doc["hetero_fixed_mix"] = {"sizing": "a fixed mix of 100 64x64, 60 128x128 and 10 256x256 crossbars",
+                                   **hetero_section(args, FIXED_MIX, "hetero_fixed_mix")}
         save(doc)
     print(json.dumps({k: v for k, v in doc.items() if k != "search"}, indent=1)[:4000])
     return 0

@@ -116,6 +116,16 @@ def test_rerun_resumes_without_new_work(quantized: tuple[Path, list[Any]]) -> No
     assert (out / "stage2" / "history.jsonl").read_text() == lines
 
 
+def test_resume_flag_continues_the_run(quantized: tuple[Path, list[Any]], tmp_path: Path) -> None:
+    out, argv = quantized
+    before = _result(out)
+    again = [a for a in argv if a != out and a != "--out"] + ["--resume", out]
+    ok(again)
+    assert _result(out)["policy"] == before["policy"]
+    fails([*again[:-1], tmp_path / "empty"], "no quantization run there")
+    fails([*again, "--out", tmp_path / "other"], "different folders")
+
+
 def test_other_settings_in_the_same_folder_are_refused(quantized: tuple[Path, list[Any]]) -> None:
     out, argv = quantized
     changed = [*argv]
@@ -158,5 +168,6 @@ def test_bad_bits_are_one_line(trained: Path, tmp_path: Path) -> None:
     fails(["quantize", trained, *SMALL, "--bits", "1-4", *FAST, "--out", tmp_path / "q"], "bit")
 
 
-def test_missing_model_file_is_one_line(tmp_path: Path) -> None:
+def test_missing_model_file_or_folder_is_one_line(trained: Path, tmp_path: Path) -> None:
     fails(["quantize", tmp_path / "nope.pt", *SMALL, *FAST, "--out", tmp_path / "q"], "nope.pt")
+    fails(["quantize", trained, *SMALL, *FAST], "give --out")

@@ -2,7 +2,7 @@
 
     xbarforge quantize runs/r20/model.pt --hw isaac --crossbars 120 --bits 2-8 --agent ddpg --episodes 300 --out runs/q
     xbarforge quantize runs/r20/model.pt --hw hetero-example --agent evolution --out runs/q2
-    xbarforge quantize ... --out runs/q        # rerun the same command to resume
+    xbarforge quantize ... --resume runs/q     # or the same command again: resumes
 
 Data come from the model file (its dataset, root and normalization) unless --data/--data-root say
 otherwise. Policies are scored on a seeded subset of the validation split; the test split is
@@ -63,7 +63,8 @@ def add_quantize_command(sub: Any) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--data", metavar="NAME", help="dataset (default: the model's)")
     p.add_argument("--data-root", metavar="DIR", help="dataset folder (default: the model's)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun to resume)")
+    p.add_argument("--out", metavar="DIR", help="output folder (the same command again resumes)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same as --out DIR for an existing run)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or tables")
     p.set_defaults(handler=cmd_quantize)
 
@@ -77,6 +78,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from xbarforge.train import load_model, read_model_file
 
     console = _console(args.quiet)
+    out = _out_dir(args)
     hw = load_hardware(args.hw, **parse_overrides(args.overrides))
     if hw.chip.pools and args.crossbars is not None:
         raise ValueError("--crossbars: this chip has pools; their counts are the budget (edit chip.pools instead)")
@@ -93,12 +95,26 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     )
     source = {"path": str(Path(args.model).expanduser().resolve()),
               "val_accuracy": meta.get("val_accuracy"), "test_accuracy": meta.get("test_accuracy")}
-    result = quantize(model, data, hw, config, shape, args.out, source=source, progress=not args.quiet,
+    result = quantize(model, data, hw, config, shape, out, source=source, progress=not args.quiet,
                       arch=read_model_file(args.model).get("arch"))
     if not args.quiet:
         print_result(console, result)
-        console.print(f"wrote {Path(args.out) / 'result.json'}, policy.json, policy.png, learning.png")
+        console.print(f"wrote {out / 'result.json'}, policy.json, policy.png, learning.png")
     return 0
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    """--out DIR, or --resume DIR of an existing run (one of them is required)."""
+    if args.resume is None:
+        if args.out is None:
+            raise ValueError("quantize: give --out DIR (or --resume DIR to continue a run)")
+        return Path(args.out)
+    resume = Path(args.resume)
+    if args.out is not None and Path(args.out).resolve() != resume.resolve():
+        raise ValueError(f"quantize: --out {args.out} and --resume {args.resume} name different folders")
+    if not (resume / "config.json").exists():
+        raise ValueError(f"--resume {args.resume}: no quantization run there (no config.json)")
+    return resume
 
 
 def print_result(console: Any, result: dict[str, Any]) -> None:

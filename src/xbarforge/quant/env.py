@@ -70,12 +70,15 @@ class StageProblem:
         if not low.fits:
             raise BudgetTooSmall(
                 f"crossbar budget too small: even at the narrowest widths the model needs {low.crossbars}"
-                f" crossbars{self._budget_text()}"
+                f" crossbars{self._budget_text(low)}"
             )
 
-    def _budget_text(self) -> str:
+    def _budget_text(self, cost: PolicyCost) -> str:
         if self.coster.pools:
-            return " beyond what the chip's pools hold"
+            need = ", ".join(f"{n} of {p.rows}x{p.cols}" for n, p in zip(cost.pool_crossbars or [], self.coster.pools,
+                                                                           strict=True))
+            have = ", ".join(f"{p.count} of {p.rows}x{p.cols}" for p in self.coster.pools)
+            return f" ({need}) but the chip's pools hold {have}"
         return f" but the budget is {self.coster.budget}"
 
     def _decision_cells(self) -> np.ndarray:
