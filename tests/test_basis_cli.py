@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import textwrap
 from pathlib import Path
@@ -11,9 +9,9 @@ from typing import Any
 
 import pytest
 import torch
+from cli_helpers import ok, run_cli
 
 from xbarforge.basis import fit_basis, load_run, plan_basis
-from xbarforge.cli import main
 from xbarforge.graph.capture import capture
 from xbarforge.hardware import load_hardware
 from xbarforge.train import load_model, read_model_file, save_model
@@ -35,21 +33,6 @@ WEIGHTS = 72 + 1152 + 640
 # rnc-paper at 16 rows x 8 columns: one signed cell per weight, so 8 basis vectors of 16 values a crossbar
 RNC = ["--hw", "rnc-paper", "--set", "crossbar.rows=16", "crossbar.cols=8"]
 DIGITS_TEST = 359  # sklearn digits: 20 % of 1797 images, stratified
-
-
-def run_cli(argv: list[Any]) -> tuple[int, str, str]:
-    """`xbarforge ARGV` in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(argv: list[Any]) -> str:
-    """Run a command that must succeed; its stdout."""
-    code, stdout, err = run_cli(argv)
-    assert code == 0, err
-    return stdout
 
 
 def summary(run_dir: Path) -> dict[str, Any]:

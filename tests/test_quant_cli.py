@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import textwrap
 from pathlib import Path
@@ -11,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import fails, ok
 
-from xbarforge.cli import main
 from xbarforge.train import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -32,26 +30,6 @@ NET = textwrap.dedent('''
 # (4 columns each) spill one channel into a second column block
 SMALL = ["--hw", "isaac", "--set", "crossbar.rows=32", "crossbar.cols=32"]
 FAST = ["--episodes", "8", "--val-images", "120", "--quiet"]
-
-
-def run_cli(argv: list[Any]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def ok(argv: list[Any]) -> str:
-    code, stdout, err = run_cli(argv)
-    assert code == 0, err
-    return stdout
-
-
-def fails(argv: list[Any], match: str) -> None:
-    code, _, err = run_cli(argv)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and match in lines[0], err
 
 
 @pytest.fixture(scope="module")

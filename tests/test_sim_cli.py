@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import textwrap
 from pathlib import Path
 
 import pytest
-
-from xbarforge.cli import main
+from cli_helpers import run_cli
 
 NET = textwrap.dedent('''
     from torch import nn
@@ -25,13 +22,6 @@ NET = textwrap.dedent('''
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

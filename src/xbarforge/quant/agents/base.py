@@ -19,6 +19,7 @@ import numpy as np
 
 from xbarforge.errors import XbarforgeError
 from xbarforge.quant.problem import Evaluation, Problem
+from xbarforge.train.modelio import atomic_save, safe_load
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -130,6 +131,28 @@ class Best:
     def result(self, history: list[dict[str, Any]]) -> AgentResult:
         return AgentResult(np.asarray(self.actions, dtype=np.float64), self.reward, dict(self.info),
                            [dict(r) for r in history])
+
+
+CHECKPOINT_FORMAT = "xbarforge-agent"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: Path, config: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """Write an agent checkpoint atomically: the format header, the run's config, then its state."""
+    atomic_save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": dict(config), **state}, path)
+
+
+def load_checkpoint(path: Path, name: str, current: Mapping[str, Any]) -> dict[str, Any]:
+    """Read an agent checkpoint of agent `name`, refusing other formats, versions and runs (one line each)."""
+    ck = safe_load(path, "agent checkpoint")
+    config = ck.get("config") if isinstance(ck, dict) else None
+    if not isinstance(config, dict) or ck.get("format") != CHECKPOINT_FORMAT or config.get("agent") != name:
+        raise XbarforgeError(f"{path} is not a {name} agent checkpoint")
+    if ck.get("version") != CHECKPOINT_VERSION:
+        raise XbarforgeError(f"{path}: checkpoint version {ck.get('version')} is not supported"
+                             f" (this xbarforge writes {CHECKPOINT_VERSION})")
+    check_config(config, current, path)
+    return ck
 
 
 def check_config(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:

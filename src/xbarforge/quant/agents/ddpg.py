@@ -29,16 +29,13 @@ from xbarforge.quant.agents.base import (
     Best,
     Callback,
     Progress,
-    check_config,
     check_problem,
     checked,
+    load_checkpoint,
     make_record,
+    save_checkpoint,
 )
 from xbarforge.quant.problem import Problem
-from xbarforge.train.modelio import atomic_save, safe_load
-
-CHECKPOINT_FORMAT = "xbarforge-agent"
-CHECKPOINT_VERSION = 1
 
 
 def _mlp(n_in: int, hidden: int, final: nn.Module | None, gen: torch.Generator) -> nn.Sequential:
@@ -255,8 +252,7 @@ class DDPGAgent:
         }
 
     def _save(self, path: Path) -> None:
-        atomic_save({
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self._config(),
+        save_checkpoint(path, self._config(), {
             "episode": self._episode,
             "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
             "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
@@ -266,17 +262,10 @@ class DDPGAgent:
             "sigma": self._sigma, "baseline": self._baseline,
             "step_baseline": None if self._step_baseline is None else torch.from_numpy(self._step_baseline),
             "history": self._history, "best": self._best.state(),
-        }, path)
+        })
 
     def _load(self, path: Path) -> None:
-        ck = safe_load(path, "agent checkpoint")
-        config = ck.get("config") if isinstance(ck, dict) else None
-        if not isinstance(config, dict) or ck.get("format") != CHECKPOINT_FORMAT or config.get("agent") != self.name:
-            raise XbarforgeError(f"{path} is not a {self.name} agent checkpoint")
-        if ck.get("version") != CHECKPOINT_VERSION:
-            raise XbarforgeError(f"{path}: checkpoint version {ck.get('version')} is not supported"
-                                 f" (this xbarforge writes {CHECKPOINT_VERSION})")
-        check_config(config, self._config(), path)
+        ck = load_checkpoint(path, self.name, self._config())
         self.actor.load_state_dict(ck["actor"])
         self.critic.load_state_dict(ck["critic"])
         self.actor_opt.load_state_dict(ck["actor_opt"])

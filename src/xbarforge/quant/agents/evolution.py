@@ -34,16 +34,13 @@ from xbarforge.quant.agents.base import (
     Best,
     Callback,
     Progress,
-    check_config,
     check_problem,
     checked,
+    load_checkpoint,
     make_record,
+    save_checkpoint,
 )
 from xbarforge.quant.problem import Problem
-from xbarforge.train.modelio import atomic_save, safe_load
-
-CHECKPOINT_FORMAT = "xbarforge-agent"
-CHECKPOINT_VERSION = 1
 
 
 class _ActionBox(PymooProblem):
@@ -191,21 +188,13 @@ class EvolutionAgent:
         }
 
     def _save(self, path: Path) -> None:
-        atomic_save({
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self._config(),
+        save_checkpoint(path, self._config(), {
             "history": self._history, "best": self._best.state(), "digests": self._digests,
             "exhausted": self._exhausted,
-        }, path)
+        })
 
     def _load(self, path: Path) -> None:
-        ck = safe_load(path, "agent checkpoint")
-        config = ck.get("config") if isinstance(ck, dict) else None
-        if not isinstance(config, dict) or ck.get("format") != CHECKPOINT_FORMAT or config.get("agent") != self.name:
-            raise XbarforgeError(f"{path} is not an {self.name} agent checkpoint")
-        if ck.get("version") != CHECKPOINT_VERSION:
-            raise XbarforgeError(f"{path}: checkpoint version {ck.get('version')} is not supported"
-                                 f" (this xbarforge writes {CHECKPOINT_VERSION})")
-        check_config(config, self._config(), path)
+        ck = load_checkpoint(path, self.name, self._config())
         self._reset()
         self._history = [dict(r) for r in ck["history"]]
         for digest in ck["digests"]:  # replay: ask each generation again and tell it the recorded scores
