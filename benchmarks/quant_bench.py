@@ -68,7 +68,7 @@ def save(doc: dict[str, Any]) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     current = load()
     for key, value in doc.items():
-        if key in ("cost", "search") and isinstance(current.get(key), dict):
+        if key in ("cost", "search", "search_evolution") and isinstance(current.get(key), dict):
             current[key].update(value)
         else:
             current[key] = value
@@ -162,10 +162,12 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def search_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     budget = _budget(name)
-    common = {"bits": BITS, "crossbars": budget, "agent": "ddpg", "episodes": args.episodes,
+    common = {"bits": BITS, "crossbars": budget, "agent": args.agent, "episodes": args.episodes,
               "val_images": args.val_images, "finetune_epochs": args.finetune_epochs, "seed": args.seed}
-    layerwise = _run(name, "layerwise", QuantConfig(**common, stages="layer", utilization_weight=0.0), args)
-    raqu = _run(name, "raqu", QuantConfig(**common, stages="both", utilization_weight=args.utilization_weight), args)
+    suffix = "" if args.agent == "ddpg" else f"_{args.agent}"
+    layerwise = _run(name, f"layerwise{suffix}", QuantConfig(**common, stages="layer", utilization_weight=0.0), args)
+    raqu = _run(name, f"raqu{suffix}", QuantConfig(**common, stages="both", utilization_weight=args.utilization_weight),
+                args)
     # uniform 8-bit: the same fine-tuning, no search
     model, meta, _ = _model(name)
     data = model_dataset(meta, None, None, str(MODELS[name]))
@@ -184,7 +186,7 @@ def search_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     rows = {"uniform8": uniform, "layerwise": _summary(layerwise), "raqu": _summary(raqu)}
     better = max(rows["uniform8"]["utilization"], rows["layerwise"]["utilization"])
     return {
-        "settings": {"agent": "ddpg", "episodes": args.episodes, "val_images": args.val_images,
+        "settings": {"agent": args.agent, "episodes": args.episodes, "val_images": args.val_images,
                      "finetune_epochs": args.finetune_epochs, "utilization_weight": args.utilization_weight,
                      "seed": args.seed, "threads": torch.get_num_threads()},
         "budget": budget,
@@ -256,6 +258,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet20,mobilenetv2")
     ap.add_argument("--sections", default="cost,search,hetero")
+    ap.add_argument("--agent", choices=("ddpg", "evolution"), default="ddpg",
+                    help="agent of the search section (evolution results go to search_evolution)")
     ap.add_argument("--episodes", type=int, default=300)
     ap.add_argument("--hetero-episodes", type=int, default=120)
     ap.add_argument("--val-images", type=int, default=2000)
@@ -273,8 +277,9 @@ def main() -> int:
         if "cost" in sections:
             doc.setdefault("cost", {})[name] = cost_section(name)
             save(doc)
-        if "search" in sections and name not in doc.get("search", {}):
-            doc.setdefault("search", {})[name] = search_section(name, args)
+        key = "search" if args.agent == "ddpg" else f"search_{args.agent}"
+        if "search" in sections and name not in doc.get(key, {}):
+            doc.setdefault(key, {})[name] = search_section(name, args)
             save(doc)
     if "hetero" in sections and "hetero" not in doc:
         doc["hetero"] = {"sizing": "pools of 32x32, 64x64 and 128x128 holding 80 % of what uniform 8-bit takes of each"

@@ -291,3 +291,13 @@ def test_tiny_model_without_mvm_layers_is_refused():
     graph = capture(Id(), input_shape=(3, 8, 8))
     with pytest.raises(XbarforgeError, match="no conv or linear"):
         QuantSpace(graph, load_hardware("isaac"), (4, 8))
+
+
+def test_mean_bits_weighs_channels_by_their_weights(r20, isaac8):
+    space = QuantSpace(r20, isaac8, (2, 4, 8))
+    assert space.mean_bits(space.uniform(4)) == 4.0
+    policy = space.uniform(8)
+    fc = space.layers[-1]  # 64 rows x 10 channels
+    policy[fc.name][:] = 2
+    weights = sum(layer.rows_per_group * layer.out_channels for layer in space.layers)
+    assert space.mean_bits(policy) == pytest.approx(8 - 6 * fc.rows_per_group * 10 / weights)

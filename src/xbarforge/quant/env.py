@@ -109,7 +109,7 @@ class StageProblem:
         info: dict[str, Any] = {
             "accuracy": acc,
             **{k: v for k, v in cost.summary().items() if k != "pool_crossbars"},
-            "mean_bits": self.mean_bits(bits),
+            "mean_bits": self.space.mean_bits(policy),
             "bits": [int(b) for b in bits],
         }
         return Evaluation(reward=float(reward), actions=self.bits_to_actions(bits), info=info, step_rewards=steps)
@@ -129,10 +129,6 @@ class StageProblem:
 
     def channel_bits(self, bits: Sequence[int]) -> ChannelBits:
         return self.space.channel_bits(self.decisions, bits)
-
-    def mean_bits(self, bits: Sequence[int]) -> float:
-        """Weight bits averaged over every weight of the model."""
-        return float(np.dot(self._cells, bits) / self._cells.sum())
 
     def enforce_budget(self, bits: Sequence[int]) -> tuple[list[int], PolicyCost]:
         """Lower widths until the policy fits (see module doc); the budget was checked to be reachable."""

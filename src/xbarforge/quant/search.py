@@ -69,12 +69,11 @@ class QuantRun:
     def describe(self, policy: ChannelBits) -> dict[str, Any]:
         """Cost and validation accuracy of a policy (the numbers every report shows)."""
         cost = self.coster(policy)
-        cells = np.array([layer.rows_per_group * len(policy[layer.name]) for layer in self.space.layers], float)
         mean = [float(policy[layer.name].mean()) for layer in self.space.layers]
         return {
             **cost.summary(),
             "val_accuracy": self.quick.accuracy(policy),
-            "mean_bits": float(np.dot(cells, mean) / cells.sum()),
+            "mean_bits": self.space.mean_bits(policy),
             "layers": [{**rec, "mean_bits": m, "min_bits": int(policy[rec["name"]].min()),
                         "max_bits": int(policy[rec["name"]].max())}
                        for rec, m in zip(cost.layers, mean, strict=True)],

@@ -114,6 +114,12 @@ class QuantSpace:
             raise XbarforgeError(f"decisions leave channels of {missing[0]} without bits")
         return out
 
+    def mean_bits(self, policy: ChannelBits) -> float:
+        """Weight bits averaged over every weight of the model (each output channel has rows_per_group)."""
+        total = sum(layer.rows_per_group * int(policy[layer.name].sum()) for layer in self.layers)
+        weights = sum(layer.rows_per_group * len(policy[layer.name]) for layer in self.layers)
+        return total / weights
+
     def uniform(self, bits: int) -> ChannelBits:
         return {layer.name: np.full(out_channels(layer), int(bits), dtype=np.int64) for layer in self.layers}
 
