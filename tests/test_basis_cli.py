@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from cli_helpers import ok, run_cli
+from cli_helpers import DIGITS_NET, ok, run_cli
 
 from xbarforge.basis import fit_basis, load_run, plan_basis
 from xbarforge.graph.capture import capture
@@ -18,17 +17,7 @@ from xbarforge.train import load_model, read_model_file, save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# 9, 72 and 64 rows: 1, 5 and 4 segments of 16 rows; 72 + 1152 + 640 = 1864 weights
-NET = textwrap.dedent('''
-    from torch import nn
-
-    def build():
-        return nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 10),
-        )
-''')
+# DIGITS_NET: 9, 72 and 64 rows, so 1, 5 and 4 segments of 16 rows
 WEIGHTS = 72 + 1152 + 640
 # rnc-paper at 16 rows x 8 columns: one signed cell per weight, so 8 basis vectors of 16 values a crossbar
 RNC = ["--hw", "rnc-paper", "--set", "crossbar.rows=16", "crossbar.cols=8"]
@@ -44,7 +33,7 @@ def summary(run_dir: Path) -> dict[str, Any]:
 def trained(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     """A small BN conv net trained on digits by `xbarforge train` (its file names the dataset)."""
     root = tmp_path_factory.mktemp("basiscli")
-    (root / "net.py").write_text(NET)
+    (root / "net.py").write_text(DIGITS_NET)
     ok(["train", f"{root / 'net.py'}:build", "--data", "digits", "--epochs", "3", "--out", root / "run", "--quiet"])
     return root / "run" / "model.pt"
 

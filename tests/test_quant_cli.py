@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from cli_helpers import fails, ok
+from cli_helpers import DIGITS_NET, fails, ok
 
 from xbarforge.train import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# 9, 72 and 64 rows; 8, 16 and 10 output channels
-NET = textwrap.dedent('''
-    from torch import nn
-
-    def build():
-        return nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, 10),
-        )
-''')
 # isaac cells (2 bits, offset encoding) on 32x32 crossbars: 31 usable columns, so 8 channels of 8 bits
 # (4 columns each) spill one channel into a second column block
 SMALL = ["--hw", "isaac", "--set", "crossbar.rows=32", "crossbar.cols=32"]
@@ -35,7 +23,7 @@ FAST = ["--episodes", "8", "--val-images", "120", "--quiet"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     root = tmp_path_factory.mktemp("quantcli")
-    (root / "net.py").write_text(NET)
+    (root / "net.py").write_text(DIGITS_NET)
     ok(["train", f"{root / 'net.py'}:build", "--data", "digits", "--epochs", "3", "--out", root / "run", "--quiet"])
     return root / "run" / "model.pt"
 
