@@ -82,16 +82,19 @@ def _model(name: str) -> tuple[torch.nn.Module, dict[str, Any], tuple[int, int, 
     return model, meta, tuple(meta["input_shape"])
 
 
-def _budget(name: str) -> int:
-    _, _, shape = _model(name)
-    space = QuantSpace(capture(_model(name)[0], shape), load_hardware(HW), BITS)
+def _space(name: str) -> QuantSpace:
+    """The model's quantization space on the benchmark's chip."""
+    model, _, shape = _model(name)
+    return QuantSpace(capture(model, shape), load_hardware(HW), BITS)
+
+
+def _budget(space: QuantSpace) -> int:
     return int(PolicyCoster(space, None)(space.uniform(8)).crossbars * BUDGET_SHARE)
 
 
 def cost_section(name: str) -> dict[str, Any]:
-    model, _, shape = _model(name)
-    hw = load_hardware(HW)
-    space = QuantSpace(capture(model, shape), hw, BITS)
+    space = _space(name)
+    hw = space.hw
     coster = PolicyCoster(space, None)
     rows = {}
     for b in BITS:
@@ -161,7 +164,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def search_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    budget = _budget(name)
+    space = _space(name)
+    budget = _budget(space)
     common = {"bits": BITS, "crossbars": budget, "agent": args.agent, "episodes": args.episodes,
               "val_images": args.val_images, "finetune_epochs": args.finetune_epochs, "seed": args.seed}
     suffix = "" if args.agent == "ddpg" else f"_{args.agent}"
@@ -171,7 +175,7 @@ def search_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
     # uniform 8-bit: the same fine-tuning, no search
     model, meta, _ = _model(name)
     data = model_dataset(meta, None, None, str(MODELS[name]))
-    uniform_policy = {k: torch.full((len(v),), 8).numpy() for k, v in _policy_shapes(raqu).items()}
+    uniform_policy = space.uniform(8)
     out = RUNS / "quant_bench" / name / "uniform8"
     if args.fresh and out.exists():
         shutil.rmtree(out)
@@ -200,10 +204,6 @@ def search_section(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "learning": {"layerwise": layerwise.get("learning"), "raqu": raqu.get("learning")},
         "policy": raqu["policy"],
     }
-
-
-def _policy_shapes(result: dict[str, Any]) -> dict[str, list[int]]:
-    return {name: list(range(runs[-1][1])) for name, runs in result["policy"].items()}
 
 
 def sized_pools(name: str) -> list[dict[str, int]]:

@@ -28,7 +28,7 @@ import numpy as np
 from xbarforge.errors import XbarforgeError
 from xbarforge.quant.cost import PolicyCost, PolicyCoster
 from xbarforge.quant.problem import Evaluation
-from xbarforge.quant.space import ChannelBits, Decision, QuantSpace, out_channels
+from xbarforge.quant.space import ChannelBits, Decision, QuantSpace
 
 AccuracyFn = Callable[[ChannelBits], float]
 
@@ -165,9 +165,3 @@ def layer_bits_of(space: QuantSpace, policy: ChannelBits) -> list[int]:
     """The widest width of each layer (a stage-1 policy has one width per layer)."""
     return [int(policy[layer.name].max()) for layer in space.layers]
 
-
-def check_policy(space: QuantSpace, policy: ChannelBits) -> None:
-    for layer in space.layers:
-        bits = policy.get(layer.name)
-        if bits is None or len(bits) != out_channels(layer):
-            raise XbarforgeError(f"policy has no bits for every output channel of {layer.name}")

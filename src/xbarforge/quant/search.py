@@ -1,6 +1,6 @@
 """The RaQu run: stage 1 (bits per layer), stage 2 (bits per array-aware group), then fine-tuning.
 
-`quantize(model, data, hw, config, out_dir)` is the whole job behind `xbarforge quantize`. Each
+`xbarforge.quant.pipeline.quantize` wraps it into the whole `xbarforge quantize` job. Each
 stage is an agent (`xbarforge.quant.agents`) solving a `StageProblem`; stage 2 starts from stage
 1's best policy: its groups are cut at stage 1's widths and each group may move at most
 `config.refine_steps` widths away from its layer's. Stage 2's result is kept only if it earns more
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +51,7 @@ class QuantRun:
                                                device=device)
         self.float_accuracy = self.quick.float_accuracy()
 
-    def problem(self, stage: int, layer_bits: list[int] | None = None,
-                utilization_weight: float | None = None) -> StageProblem:
-        weight = self.config.utilization_weight if utilization_weight is None else utilization_weight
+    def problem(self, stage: int, layer_bits: list[int] | None = None) -> StageProblem:
         if stage == 1:
             decisions = self.space.layer_decisions()
             choices = start = None
@@ -63,7 +60,8 @@ class QuantRun:
             decisions = self.space.group_decisions(start, self.config.max_groups)
             choices = refine_choices(self.space, decisions, start, self.config.refine_steps)
         return StageProblem(self.space, decisions, self.coster, self.quick.accuracy, choices=choices,
-                            reference_accuracy=self.float_accuracy, utilization_weight=weight,
+                            reference_accuracy=self.float_accuracy,
+                            utilization_weight=self.config.utilization_weight,
                             layer_bits=start)
 
     def describe(self, policy: ChannelBits) -> dict[str, Any]:
@@ -80,11 +78,10 @@ class QuantRun:
         }
 
 
-def run_stage(problem: StageProblem, agent: str, episodes: int, seed: int, out: Path, progress: bool,
-              callback: Callable[[dict[str, Any]], None] | None = None) -> AgentResult:
+def run_stage(problem: StageProblem, agent: str, episodes: int, seed: int, out: Path, progress: bool) -> AgentResult:
     out.mkdir(parents=True, exist_ok=True)
     runner = make_agent(agent, problem, seed=seed)
-    result = runner.run(episodes, checkpoint=out / "agent.ckpt", callback=callback, progress=progress)
+    result = runner.run(episodes, checkpoint=out / "agent.ckpt", progress=progress)
     with (out / "history.jsonl").open("w") as fh:
         for rec in result.history:
             fh.write(json.dumps(rec) + "\n")
