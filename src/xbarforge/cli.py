@@ -36,6 +36,12 @@ from rich.console import Console
 from xbarforge.basis.command import add_basis_command
 from xbarforge.errors import XbarforgeError
 from xbarforge.quant.command import add_quantize_command
+from xbarforge.search.command import (
+    add_export_command,
+    add_finetune_command,
+    add_search_command,
+    add_supernet_command,
+)
 from xbarforge.sim.command import add_simulate_command, add_sweep_command
 from xbarforge.train.command import add_train_command
 
@@ -392,7 +398,8 @@ def _add_models(sub: Any) -> None:
 
 COMMANDS: list[Callable[[Any], None]] = [
     _add_compile, _add_presets, _add_models, _add_demo, add_train_command, add_simulate_command, add_sweep_command,
-    add_basis_command, add_quantize_command,
+    add_basis_command, add_quantize_command, add_supernet_command, add_search_command, add_export_command,
+    add_finetune_command,
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from xbarforge.compiler.lower import LoweredLayer
 
@@ -27,7 +28,7 @@ class Option:
     cells: int  # rectangle cells of all copies
     time: int  # block-cycles per sample of all copies (sum over blocks of tau)
 
-    @property
+    @cached_property  # read millions of times by fill_options in a search loop
     def blocks(self) -> int:
         return self.copies * len(self.lowered.blocks)
 
@@ -103,15 +104,18 @@ def fill_options(
     """
     n = len(options)
     idx = list(start)
-    cells = sum(options[i][idx[i]].cells for i in range(n))
-    time = sum(options[i][idx[i]].time for i in range(n))
-    blocks = [options[i][idx[i]].blocks for i in range(n)]
+    # (tau, cells, time, blocks) per option: this loop runs thousands of times per search candidate
+    opt = [[(o.tau, o.cells, o.time, o.blocks) for o in opts] for opts in options]
+    cells = sum(opt[i][idx[i]][1] for i in range(n))
+    time = sum(opt[i][idx[i]][2] for i in range(n))
+    blocks = [opt[i][idx[i]][3] for i in range(n)]
     widest = max(blocks)
     total_blocks = sum(blocks)
     per_cycle = xbar_cells / ceiling if ceiling else 0.0
+    spread_cells = xbar_cells if spread else 0
 
     def footprint(c: float, t: float, w: int) -> float:
-        return max(c, t * per_cycle, w * xbar_cells if spread else 0)
+        return max(c, t * per_cycle, w * spread_cells)
 
     used = footprint(cells, time, widest)
     if used > capacity:
@@ -119,15 +123,17 @@ def fill_options(
 
     def candidate(i: int) -> tuple[float, int] | None:
         """Best next option of layer i (ratio, index), looking a few options ahead."""
-        cur = options[i][idx[i]]
+        row = opt[i]
+        c_tau, c_cells, c_time, c_blocks = row[idx[i]]
+        base_cells, base_time, base_blocks = cells - c_cells, time - c_time, total_blocks - c_blocks
         best_i: tuple[float, int] | None = None
-        for j in range(idx[i] + 1, min(idx[i] + 4, len(options[i]))):
-            nxt = options[i][j]
-            new_used = footprint(cells - cur.cells + nxt.cells, time - cur.time + nxt.time,
-                                 max(widest, nxt.blocks))
-            if new_used > capacity or total_blocks - cur.blocks + nxt.blocks > max_blocks:
+        for j in range(idx[i] + 1, min(idx[i] + 4, len(row))):
+            n_tau, n_cells, n_time, n_blocks = row[j]
+            new_used = max(base_cells + n_cells, (base_time + n_time) * per_cycle,
+                           (widest if widest > n_blocks else n_blocks) * spread_cells)
+            if new_used > capacity or base_blocks + n_blocks > max_blocks:
                 break
-            ratio = (cur.tau - nxt.tau) / max(new_used - used, 1.0)
+            ratio = (c_tau - n_tau) / max(new_used - used, 1.0)
             if ratio > 0 and (best_i is None or ratio > best_i[0]):
                 best_i = (ratio, j)
         return best_i
@@ -147,11 +153,11 @@ def fill_options(
             heapq.heappush(heap, (-c[0], i))
             continue
         j = c[1]
-        cur, nxt = options[i][idx[i]], options[i][j]
-        cells += nxt.cells - cur.cells
-        time += nxt.time - cur.time
-        total_blocks += nxt.blocks - cur.blocks
-        blocks[i] = nxt.blocks
+        cur, nxt = opt[i][idx[i]], opt[i][j]
+        cells += nxt[1] - cur[1]
+        time += nxt[2] - cur[2]
+        total_blocks += nxt[3] - cur[3]
+        blocks[i] = nxt[3]
         widest = max(blocks)
         idx[i] = j
         used = footprint(cells, time, widest)

@@ -278,6 +278,13 @@ def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, lis
     return rt
 
 
+def pipeline_cycles(layer_cycles: list[int], k: int) -> int:
+    """Cycles for k samples through a chain of layers that share no crossbar (DESIGN.md's latency):
+    the sum of the layer times plus (k - 1) times the largest. `round_timing` gives the same for an
+    unshared round; this is its closed form for search loops."""
+    return sum(layer_cycles) + (k - 1) * max(layer_cycles, default=0)
+
+
 def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
     out: dict[str, set[int]] = defaultdict(set)
     for b in mapping.blocks:

@@ -344,3 +344,56 @@ def plot_learning_curve(stages: dict[str, list[dict[str, Any]]], path: str | Pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_search_front(doc: dict[str, Any], path: str | Path) -> Path:
+    """An architecture search's Pareto front: validation accuracy (or the first objective) against
+    the second objective, the picks labelled and the baseline network marked (its mappings as
+    vertical lines when its accuracy is unknown, as stars when `doc['baseline']['val_accuracy']` is set)."""
+    objectives = [o["name"] for o in doc["objectives"]]
+    front = doc["front"]
+    y_name = "accuracy" if "accuracy" in objectives else objectives[0]
+    x_name = next(n for n in objectives if n != y_name)
+    k = str(doc["config"]["samples"])
+
+    def x_of(p: dict[str, Any]) -> float:
+        if x_name == "latency":
+            return p["compiled"]["latency_ns"][k] / 1e3
+        return p["compiled"].get(x_name, p["search"][x_name])
+
+    def y_of(p: dict[str, Any]) -> float:
+        return 100 * p["val_accuracy"] if y_name == "accuracy" and "val_accuracy" in p else p["search"][y_name]
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    pts = sorted(front, key=x_of)
+    ax.plot([x_of(p) for p in pts], [y_of(p) for p in pts], "o-", color="tab:blue", ms=4, label="front (compiled)")
+    if y_name == "accuracy" and any("accuracy" in p["search"] for p in front):
+        ax.plot([x_of(p) for p in pts], [100 * p["search"]["accuracy"] for p in pts], ".", color="tab:blue",
+                alpha=0.35, label="accuracy the search used")
+    for label, i in doc.get("picks", {}).items():
+        ax.annotate(label, (x_of(front[i]), y_of(front[i])), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    base = doc.get("baseline") or {}
+    for j, (label, m) in enumerate((base.get("mappings") or {}).items()):
+        bx = m["latency_ns"][k] / 1e3 if x_name == "latency" else m.get(x_name)
+        if bx is None:
+            continue
+        color = plt.get_cmap("Set1")(j)
+        acc = (base.get("val_accuracy") or {}).get(label) if isinstance(base.get("val_accuracy"), dict) \
+            else base.get("val_accuracy")
+        if acc is not None and y_name == "accuracy":
+            ax.plot([bx], [100 * acc], "*", ms=12, color=color, label=f"{base.get('name')} {label}")
+        else:
+            ax.axvline(bx, ls="--", color=color, label=f"{base.get('name')} {label}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency of {k} samples (us)" if x_name == "latency" else x_name)
+    ax.set_ylabel("validation accuracy (%)" if y_name == "accuracy" else y_name)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    cfg = doc["config"]
+    ax.set_title(f"{doc['space']['name']} on {doc['hardware']}, {cfg.get('crossbars') or 'chip'} crossbars:"
+                 f" {len(front)} networks", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -23,7 +23,7 @@ from torch import nn
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.hardware.loader import override
 from xbarforge.hardware.spec import HardwareSpec
-from xbarforge.sim.simulator import Mode, Simulator
+from xbarforge.sim.simulator import LayerHardware, Mode, Simulator
 
 __all__ = ["SWEEP_ALIASES", "AccuracyReport", "apply_setting", "simulate_accuracy", "sweep"]
 
@@ -94,17 +94,23 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
                       mapping: Mapping | None = None, batch_size: int = 500, device: str | None = None,
                       setting: dict[str, Any] | None = None,
                       progress: Callable[[int], None] | None = None,
-                      reference_cache: dict[tuple[Any, ...], tuple[float, float]] | None = None) -> AccuracyReport:
+                      reference_cache: dict[tuple[Any, ...], tuple[float, float]] | None = None,
+                      layer_hardware: LayerHardware | None = None) -> AccuracyReport:
     """Accuracy of `model` on (x, y): float, quantized, and on `chips` chip instances.
 
     `calibration` (inputs from the training side, never the evaluation set) fixes the input
     quantizers and ADC ranges. Chip instance k uses seed `seed + k` for programming and for read
     noise, so every number can be reproduced. A chip without device noise is programmed once.
+    `layer_hardware` = {layer name: spec} runs those layers on other hardware (see `Simulator`).
     """
     start = time.perf_counter()
-    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration, device=device)
+    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration, device=device,
+                    layer_hardware=layer_hardware)
     # float and quantized accuracy depend only on the bit widths (a sweep over devices reuses them)
-    key = (hw.precision.weight_bits, hw.precision.activation_bits, hw.nonideal.quantize_inputs)
+    key: tuple[Any, ...] = (hw.precision.weight_bits, hw.precision.activation_bits, hw.nonideal.quantize_inputs)
+    if layer_hardware:  # layers on other specs may quantize differently
+        key += tuple((a.hw.precision.weight_bits, a.hw.precision.activation_bits, a.hw.nonideal.quantize_inputs)
+                     for a in sim.layers.values())
     if reference_cache is not None and key in reference_cache:
         float_acc, quant_acc = reference_cache[key]
     else:
@@ -118,7 +124,7 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
     accs, seeds = [], []
     for k in range(chips):
         s = seed + k
-        if k == 0 or hw.nonideal.device_noise:
+        if k == 0 or sim.device_noise:
             sim.program(s)
         gen = sim.generator(10_007 * s + 1)
         accs.append(_accuracy(lambda xb, g=gen: sim(xb, g), x, y, batch_size))
@@ -133,21 +139,38 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
 
 def sweep(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, vary: dict[str, Sequence[Any]], *,
           calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0, batch_size: int = 500,
-          progress: Callable[[int], None] | None = None) -> list[AccuracyReport]:
-    """`simulate_accuracy` at every point of the grid `vary` = {parameter: values}."""
+          progress: Callable[[int], None] | None = None,
+          layer_hardware: LayerHardware | None = None) -> list[AccuracyReport]:
+    """`simulate_accuracy` at every point of the grid `vary` = {parameter: values}.
+
+    A setting describes the whole chip, so it applies to `hw` and to every spec of `layer_hardware`
+    alike (sweeping `crossbar` therefore gives every layer that size).
+    """
     names = list(vary)
     points = list(itertools.product(*(vary[n] for n in names)))
     reports = []
     cache: dict[tuple[Any, ...], tuple[float, float]] = {}
     for values in points:
-        point_hw = hw
-        for n, v in zip(names, values, strict=True):
-            point_hw = apply_setting(point_hw, n, v)
         setting = dict(zip(names, values, strict=True))
+        point_hw = _apply_all(hw, setting)
+        point_layers = None
+        if layer_hardware is not None:
+            done: dict[int, HardwareSpec] = {id(hw): point_hw}  # one re-validation per spec object
+            point_layers = {}
+            for name, spec in layer_hardware.items():
+                if id(spec) not in done:
+                    done[id(spec)] = _apply_all(spec, setting)
+                point_layers[name] = done[id(spec)]
         reports.append(simulate_accuracy(model, point_hw, x, y, calibration=calibration, chips=chips, mode=mode,
                                          seed=seed, batch_size=batch_size, setting=setting, progress=progress,
-                                         reference_cache=cache))
+                                         reference_cache=cache, layer_hardware=point_layers))
     return reports
+
+
+def _apply_all(hw: HardwareSpec, setting: dict[str, Any]) -> HardwareSpec:
+    for name, value in setting.items():
+        hw = apply_setting(hw, name, value)
+    return hw
 
 
 def grid_size(vary: dict[str, Sequence[Any]]) -> int:

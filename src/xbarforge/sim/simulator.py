@@ -9,14 +9,21 @@ Batch norms folded by capture are part of the weights the crossbars hold; every 
 activations, additions) runs digitally in float. Without a Mapping the isaac-like one is used
 (every block on its own crossbar), which gives the same accuracy as any other placement unless
 IR drop is on (then a cell's position in its crossbar matters).
+
+Heterogeneous chips (NAX: a crossbar size per layer) pass `layer_hardware` = {layer name: spec}:
+the layers sharing a spec form a *group* that is mapped isaac-like on its own crossbars, programmed
+with its own device model and read with its own converters; layers not named run on `hw`.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from collections.abc import Mapping as MappingOf
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.fx
 from torch import nn
@@ -31,13 +38,14 @@ from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.analog import AnalogLayer, NoiseTable
 from xbarforge.sim.calibrate import adc_calibration, input_quant
 from xbarforge.sim.device import off_level, program_chip
-from xbarforge.sim.layout import layer_layouts
+from xbarforge.sim.layout import LayerLayout, layer_layouts
 
-__all__ = ["Mode", "Simulator", "SimulationError", "pick_device"]
+__all__ = ["LayerHardware", "Mode", "Simulator", "SimulationError", "pick_device", "stream_seed"]
 
 Mode = Literal["fast", "exact", "quantized", "float"]
 _CALIBRATION_PIXELS = 4096  # calibration inputs kept per conv layer for ADC ranges
 NOISE_TABLE_SIZE = 1 << 23  # fast mode's normals per chip instance (32 MB)
+LayerHardware = MappingOf[str, HardwareSpec]  # layer name -> the spec that layer runs on
 
 
 def pick_device() -> torch.device:
@@ -49,13 +57,87 @@ class SimulationError(XbarforgeError):
     """A model, mapping or hardware the simulator cannot run (one line)."""
 
 
+def stream_seed(seed: int, stream: int) -> int:
+    """Programming seed of group `stream` on chip instance `seed`.
+
+    Stream 0 (the layers on the chip's own `hw`) uses `seed` itself, so a homogeneous chip draws
+    exactly what it always drew; other groups get a SeedSequence hash of (seed, stream): distinct,
+    reproducible and uncorrelated with each other and with stream 0.
+    """
+    if stream == 0:
+        return seed
+    state = np.random.SeedSequence([seed % 2**64, stream]).generate_state(1, np.uint64)
+    return int(state[0])
+
+
+@dataclass
+class _Group:
+    """The layers that run on one HardwareSpec: mapped, programmed and drawn together."""
+
+    hw: HardwareSpec
+    stream: int  # which random stream programs it (see stream_seed)
+    names: list[str]  # its MVM layers, in graph order
+    mapping: Mapping
+    levels: dict[CrossbarKey, torch.Tensor]  # cell levels the compiler wrote
+
+    @property
+    def ref_col(self) -> int | None:
+        return self.hw.crossbar.cols - 1 if self.hw.crossbar.encoding == "offset" else None
+
+    def nominal(self) -> dict[CrossbarKey, torch.Tensor]:
+        """Ideal-device cells in level units (the off-state conductance every cell carries added)."""
+        eps = off_level(self.hw)
+        return {k: v + eps if eps else v for k, v in self.levels.items()}
+
+
+def _spec_key(hw: HardwareSpec) -> str:
+    """What the simulator reads of a spec (and all isaac-like mapping reads): specs that differ only
+    in name, cost or budget fields run identically, so they share a group."""
+    return hw.model_dump_json(include={"crossbar", "precision", "nonideal"})
+
+
+def _group_specs(graph: LayerGraph, hw: HardwareSpec, layer_hardware: LayerHardware | None
+                 ) -> list[tuple[HardwareSpec, int, list[str]]]:
+    """(spec, stream, layer names) per distinct spec; the group on `hw` is stream 0, the others
+    are numbered 1, 2, ... in the order their first layer runs."""
+    names = [layer.name for layer in graph.mvm_layers]
+    if layer_hardware is None:
+        return [(hw, 0, names)]
+    if not isinstance(layer_hardware, MappingOf):
+        kind = type(layer_hardware).__name__
+        raise SimulationError(f"layer_hardware: expected {{layer name: HardwareSpec}}, got {kind}")
+    known = set(names)
+    for name, spec in layer_hardware.items():
+        if name not in known:
+            some = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            raise SimulationError(f"layer_hardware: the model has no conv/linear layer '{name}' (it has {some})")
+        if not isinstance(spec, HardwareSpec):
+            raise SimulationError(f"layer_hardware['{name}']: expected a HardwareSpec, got {type(spec).__name__}")
+    hw_key: str | None = None
+    by_key: dict[str, tuple[HardwareSpec, int, list[str]]] = {}
+    for name in names:
+        spec = layer_hardware.get(name, hw)
+        if spec is hw:
+            key = "hw"
+        else:
+            key = _spec_key(spec)
+            if hw_key is None:
+                hw_key = _spec_key(hw)
+            if key == hw_key:
+                key, spec = "hw", hw
+        if key not in by_key:
+            by_key[key] = (spec, 0 if key == "hw" else 1 + sum(k != "hw" for k in by_key), [])
+        by_key[key][2].append(name)
+    return list(by_key.values()) or [(hw, 0, names)]
+
+
 class Simulator:
     """One model on one chip design; `program(seed)` draws a chip instance, calling it runs it."""
 
     def __init__(self, model: nn.Module, hw: HardwareSpec, input_shape: tuple[int, ...] | None = None, *,
                  mapping: Mapping | None = None, graph: LayerGraph | None = None,
                  calibration: torch.Tensor | None = None, mode: Mode = "fast",
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, layer_hardware: LayerHardware | None = None) -> None:
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = copy.deepcopy(model).cpu().eval()
         self.hw = hw
@@ -65,39 +147,55 @@ class Simulator:
                 raise SimulationError("simulator: give input_shape (C, H, W) or a captured graph")
             graph = capture(self.model, tuple(input_shape))
         self.graph = graph
-        self.mapping = mapping if mapping is not None else isaac_like(graph, hw)
-        try:
-            self.levels = program_crossbars(self.mapping, graph, hw)
-        except ValueError as exc:
-            raise SimulationError(f"mapping does not fit this model and hardware: {exc}") from None
-        self.layouts = layer_layouts(self.mapping)
+        specs = _group_specs(graph, hw, layer_hardware)
+        if mapping is not None and (len(specs) > 1 or specs[0][1] != 0):
+            raise SimulationError("simulator: a mapping places one crossbar size; layers on other hardware "
+                                  "(layer_hardware) are mapped isaac-like, so give no mapping")
+        self.groups: list[_Group] = []
+        self.layouts: dict[str, LayerLayout] = {}
+        every = len(graph.mvm_layers)
+        for spec, stream, names in specs:
+            sub = graph if len(names) == every else _subgraph(graph, names)
+            group_map = mapping if mapping is not None else isaac_like(sub, spec)
+            try:
+                levels = program_crossbars(group_map, sub, spec)
+            except ValueError as exc:
+                raise SimulationError(f"mapping does not fit this model and hardware: {exc}") from None
+            self.groups.append(_Group(spec, stream, names, group_map, levels))
+            self.layouts.update(layer_layouts(group_map))
+        self.mapping: Mapping | None = self.groups[0].mapping if len(self.groups) == 1 else None
         self.gm = torch.fx.symbolic_trace(self.model).to(self.device)
-        nominal = self._nominal_crossbars()
-        ref_col = hw.crossbar.cols - 1 if hw.crossbar.encoding == "offset" else None
+        group_of = {name: g for g in self.groups for name in g.names}
+        nominal = {g.stream: g.nominal() for g in self.groups}
         self.layers: dict[str, AnalogLayer] = {}
         for layer in graph.mvm_layers:
-            cells, ref = self.layouts[layer.name].gather(nominal, ref_col)
-            self.layers[layer.name] = AnalogLayer(layer, hw, self.layouts[layer.name], cells, ref, self.device)
+            g = group_of[layer.name]
+            cells, ref = self.layouts[layer.name].gather(nominal[g.stream], g.ref_col)
+            self.layers[layer.name] = AnalogLayer(layer, g.hw, self.layouts[layer.name], cells, ref, self.device)
         self.seed: int | None = None
         self.calibrated = False
         if calibration is not None:
             self.calibrate(calibration)
 
+    @property
+    def device_noise(self) -> bool:
+        """Does programming draw random numbers on any of the chip's crossbars (chip instances differ)?"""
+        return any(g.hw.nonideal.device_noise for g in self.groups)
+
     # ---- chip instances ----
 
-    def _nominal_crossbars(self) -> dict[CrossbarKey, torch.Tensor]:
-        eps = off_level(self.hw)
-        return {k: v + eps if eps else v for k, v in self.levels.items()}
-
     def program(self, seed: int = 0) -> Simulator:
-        """Draw chip instance `seed`: every crossbar programmed with its own cell-level noise."""
-        gen = torch.Generator().manual_seed(seed)
-        programmed = program_chip(self.levels, self.hw, gen)
-        ref_col = self.hw.crossbar.cols - 1 if self.hw.crossbar.encoding == "offset" else None
+        """Draw chip instance `seed`: every crossbar programmed with its own cell-level noise.
+
+        Each group of layers (one per HardwareSpec) draws from its own stream (`stream_seed`).
+        """
         noise = NoiseTable(NOISE_TABLE_SIZE, 1_000_003 * seed + 7, self.device)
-        for name, analog in self.layers.items():
-            analog.program(*self.layouts[name].gather(programmed, ref_col))
-            analog.noise = noise
+        for g in self.groups:
+            programmed = program_chip(g.levels, g.hw, torch.Generator().manual_seed(stream_seed(seed, g.stream)))
+            for name in g.names:
+                analog = self.layers[name]
+                analog.program(*self.layouts[name].gather(programmed, g.ref_col))
+                analog.noise = noise
         self.seed = seed
         return self
 
@@ -116,11 +214,10 @@ class Simulator:
             return self.layers[layer.name].forward_float(inp)
 
         self.run_layers(x, record)
-        bits = self.hw.precision.activation_bits
-        for name, analog in self.layers.items():
+        for name, analog in self.layers.items():  # each layer digitizes with its own hardware
             top, neg = (float(v) for v in extremes[name])
-            analog.input = input_quant(top, neg > 0, bits)
-            if self.hw.nonideal.adc:
+            analog.input = input_quant(top, neg > 0, analog.hw.precision.activation_bits)
+            if analog.hw.nonideal.adc:
                 analog.adc_step, analog.adc_error = adc_calibration(analog, seen[name])
             else:
                 analog.adc_step = analog.adc_error = None
@@ -176,3 +273,8 @@ class Simulator:
             self.calibrate(x)
         self.run_layers(x, fn)
         return outs
+
+
+def _subgraph(graph: LayerGraph, names: list[str]) -> LayerGraph:
+    """The MVM layers `names` alone, for mapping one group (the compiler sees only their blocks)."""
+    return LayerGraph(graph.name, graph.input_shape, [graph[n] for n in names])

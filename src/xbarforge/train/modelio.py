@@ -105,8 +105,11 @@ def _check_arch(arch: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return {"zoo": arch["zoo"], "kwargs": dict(arch.get("kwargs", {}))}
     if "factory" in arch and isinstance(arch["factory"], str):
         return {"factory": arch["factory"]}
+    if "space" in arch and isinstance(arch["space"], str) and isinstance(arch.get("arch"), Mapping):
+        return {"space": arch["space"], "kwargs": dict(arch.get("kwargs", {})), "arch": dict(arch["arch"])}
     raise XbarforgeError(
-        f"arch must be {{'zoo': name, 'kwargs': {{...}}}} or {{'factory': 'file.py:fn'}}, got {arch!r}")
+        f"arch must be {{'zoo': name, 'kwargs': {{...}}}}, {{'factory': 'file.py:fn'}} or {{'space': name, 'arch':"
+        f" {{...}}}}, got {arch!r}")
 
 
 def save_model(
@@ -156,6 +159,10 @@ def build_from_arch(arch: Mapping[str, Any] | None, source: str) -> nn.Module:
         from xbarforge.cli import load_factory
 
         return load_factory(arch["factory"])
+    if "space" in arch:  # a sub-net exported by `xbarforge export`
+        from xbarforge.search.space import create_space
+
+        return create_space(arch["space"], **dict(arch.get("kwargs") or {})).build(dict(arch["arch"]))
     raise XbarforgeError(f"{source}: unknown arch record {dict(arch)!r}")
 
 

@@ -1,0 +1,1 @@
+"""Architecture search: spaces, supernets, NSGA-II, back-ends."""
