@@ -13,8 +13,8 @@ from xbarforge.search.space import SpaceError, create_space, declare_space, list
 
 
 def _mvm(graph):
-    return [(l.name, l.kind, l.in_shape, l.out_shape, l.in_channels, l.out_channels, l.kernel, l.stride, l.padding,
-             l.groups) for l in graph.mvm_layers]
+    return [(x.name, x.kind, x.in_shape, x.out_shape, x.in_channels, x.out_channels, x.kernel, x.stride, x.padding,
+             x.groups) for x in graph.mvm_layers]
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ Units are MVM cycles (multiply by `HardwareSpec.mvm_ns` for time). Definitions (
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xbarforge.compiler.mapping import Mapping
@@ -278,7 +279,7 @@ def round_timing(layers: list[str], cycles: dict[str, int], preds: dict[str, lis
     return rt
 
 
-def pipeline_cycles(layer_cycles: list[int], k: int) -> int:
+def pipeline_cycles(layer_cycles: Sequence[float], k: int) -> float:
     """Cycles for k samples through a chain of layers that share no crossbar (DESIGN.md's latency):
     the sum of the layer times plus (k - 1) times the largest. `round_timing` gives the same for an
     unshared round; this is its closed form for search loops."""

@@ -196,8 +196,4 @@ def create_space(name: str, **kwargs: Any) -> SearchSpace:
 def _load_builtin() -> None:
     # the built-in spaces register themselves on import; imported lazily to keep this module light
     import xbarforge.search.mbv3  # noqa: F401
-    try:
-        import xbarforge.search.nax  # noqa: F401
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while nax is being written
-        if exc.name != "xbarforge.search.nax":
-            raise
+    import xbarforge.search.nax  # noqa: F401
