@@ -80,7 +80,9 @@ def test_layer_graph_equals_capture(space):
         assert _mvm(space.layer_graph(arch)) == _mvm(capture(space.build(arch), space.input_shape))
 
 
-def test_export_equals_supernet_forward(space):
+@pytest.mark.parametrize("name", ["mbv3-small", "nax-resnet20"])
+def test_export_equals_supernet_forward(name):
+    space = create_space(name, resolution=32)
     torch.manual_seed(0)
     net = space.supernet().eval()
     for m in net.modules():  # non-trivial batch-norm statistics
