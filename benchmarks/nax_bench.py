@@ -52,7 +52,9 @@ TEST_IMAGES = 2000  # test images (drawn at random, seeded) for the final number
 # 16x16 crossbars (every slice, input bit and row tile) takes 5-10x the rest of a candidate's
 # simulation on this CPU (edge, 300 images: 16x16 37.6 s with the ADC, 6.0 s without; accuracy
 # 81.7 % against 82.3 %). The cost model still charges each size its own ADC (hardware.scaling.resized).
-NONIDEAL = {"nonideal.ir_drop": True, "nonideal.adc": False}
+NONIDEAL = {"nonideal.ir_drop": True, "nonideal.adc": False,
+            # no crossbar budget: NAX builds the chip from the layers' sizes and charges its area in EDAP
+            "chip.tiles": None, "chip.crossbars": None}
 SIZES = (16, 32, 64, 128)
 
 

@@ -92,3 +92,9 @@ def test_baselines_and_bad_sizes(space):
     assert len(graph.mvm_layers) == 22
     with pytest.raises(SpaceError, match="crossbar size 48"):
         space.baseline_arch(48)
+
+
+def test_seeds_are_the_extremes_and_the_homogeneous_baselines(space):
+    seeds = space.seeds()
+    assert seeds[:2] == [space.largest(), space.smallest()]
+    assert [space.decode(g) for g in seeds[2:]] == [space.baseline_arch(s) for s in (16, 32, 64, 128)]

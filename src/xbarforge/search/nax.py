@@ -203,6 +203,10 @@ class NAXSpace(SearchSpace):
             raise SpaceError(f"nax-resnet20: crossbar size {size} is not one of {SIZES}")
         return {g.name: size if g.name in FIXED else [3, size] for g in self.genes}
 
+    def seeds(self) -> list[list[int]]:
+        """The extremes and the four homogeneous ResNet-20s: the designs NAX starts from."""
+        return [self.largest(), self.smallest(), *(self.encode(self.baseline_arch(s)) for s in SIZES)]
+
     def baseline(self) -> tuple[str, LayerGraph, dict[str, dict[str, int]]]:
         """ResNet-20 mapped homogeneously on each crossbar size: NAX's baselines."""
         graph = self.layer_graph(self.baseline_arch(SIZES[-1]))

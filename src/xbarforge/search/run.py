@@ -176,7 +176,7 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, *, progress: bool = True,
     with make_backend(cfg.backend, cfg.workers, cfg.ray_address) as backend:
         result = run_nsga2(space.cardinalities, evaluator, run.objectives, population=cfg.population,
                            generations=cfg.generations, seed=cfg.seed, out_dir=out / "nsga", resume=resume,
-                           backend=backend, initial=[space.largest(), space.smallest()], progress=progress,
+                           backend=backend, initial=space.seeds(), progress=progress,
                            settings=cfg.nsga_settings())
     search_s = time.perf_counter() - t0
     doc = finish_front(run, result, predictor_report, search_s)

@@ -106,6 +106,10 @@ class SearchSpace:
     def smallest(self) -> Genome:
         return [0 for _ in self.genes]
 
+    def seeds(self) -> list[Genome]:
+        """Genomes put in NSGA-II's first population (the rest is random): the extremes of the space."""
+        return [self.largest(), self.smallest()]
+
     @property
     def size(self) -> float:
         """How many genomes the space holds."""
