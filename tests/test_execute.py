@@ -299,9 +299,10 @@ def small() -> tuple[LayerGraph, HardwareSpec, Mapping]:
 
 
 def _replace(m: Mapping, i: int, **changes: int) -> Mapping:
+    """A copy of `m` with every block explicit and block i changed."""
     blocks = list(m.blocks)
     blocks[i] = dataclasses.replace(blocks[i], **changes)
-    return dataclasses.replace(m, blocks=blocks)
+    return dataclasses.replace(m, placed=blocks, runs=[])
 
 
 def test_overlap_is_rejected(small: tuple[LayerGraph, HardwareSpec, Mapping]) -> None:
@@ -317,7 +318,7 @@ def test_overlap_is_rejected(small: tuple[LayerGraph, HardwareSpec, Mapping]) ->
 def test_missing_and_doubled_weights_are_rejected(small: tuple[LayerGraph, HardwareSpec, Mapping]) -> None:
     graph, hw, m = small
     with pytest.raises(ValueError, match="missing|copies"):
-        program_crossbars(dataclasses.replace(m, blocks=m.blocks[1:]), graph, hw)
+        program_crossbars(dataclasses.replace(m, placed=m.blocks[1:], runs=[]), graph, hw)
     tiled = next(k for k, b in enumerate(m.blocks) if m.layer(b.layer).form.tiled and b.col0 > 0)
     b, cpw = m.blocks[tiled], hw.cols_per_weight
     with pytest.raises(ValueError, match="missing"):

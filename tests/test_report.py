@@ -243,7 +243,7 @@ def test_plot_occupancy_limits_the_crossbars_drawn(tmp_path: Path, monkeypatch: 
         for i in range(300)
     ]
     mapping = Mapping(model="synthetic", input_shape=(3, 8, 8), hardware="x", crossbar_rows=128,
-                      crossbar_cols=128, crossbars_budget=None, layers=[], blocks=blocks, crossbars_used=300)
+                      crossbar_cols=128, crossbars_budget=None, layers=[], placed=blocks, crossbars_used=300)
     titles = _titles(monkeypatch)
     assert _is_png(plots.plot_occupancy(mapping, tmp_path / "occ.png"))
     assert f"first {plots.MAX_CROSSBARS} of 300 crossbars" in titles[0]

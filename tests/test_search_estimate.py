@@ -43,12 +43,11 @@ def test_fits_exactly_when_one_packed_copy_fits(space, hw):
     assert est.fits and est.fewest == fewest
 
 
-def test_estimate_without_room_to_duplicate_is_no_slower_than_isaac_like(space, hw):
-    """At the fewest crossbars nothing is duplicated; the compiler's faster depthwise forms may still
-    beat one-block-per-crossbar, never the reverse."""
+def test_estimate_at_the_fewest_crossbars_is_no_slower_than_isaac_like(space, hw):
+    """At the fewest crossbars the compiler's forms and turns may beat one block per crossbar,
+    never the reverse."""
     graph = space.layer_graph(space.decode(space.smallest()))
     est = estimate(graph, hw, min_crossbars(graph, hw), samples=(1,))
-    assert set(est.copies.values()) == {1}
     base = evaluate(isaac_like(graph, hw), hw, (1,))
     assert est.cycles[1] <= base["cycles"]["1"]
 
@@ -62,19 +61,17 @@ def test_more_budget_never_slower_and_cache_does_not_change_answers(space, hw):
     assert estimate(graph, hw, 2 * fewest, (8,)).cycles == estimate(graph, hw, 2 * fewest, (8,), cache).cycles
 
 
-def test_estimate_ranks_like_the_compiler(space, hw):
-    """The plan is optimistic (no packing contention) but orders networks as the compiler does."""
-    from scipy.stats import spearmanr
-
+def test_estimate_is_what_the_compiler_delivers(space, hw):
+    """The search prices networks with the numbers the compiled mapping reports (search.run's
+    compiled_costs: throughput objective for k > 1), not with an optimistic plan."""
     rng = np.random.default_rng(1)
-    graphs = [space.layer_graph(space.decode(space.sample(rng))) for _ in range(6)]
+    graphs = [space.layer_graph(space.decode(space.sample(rng))) for _ in range(4)]
     graphs.append(space.layer_graph(space.decode(space.smallest())))
     budget = 300
-    est = [estimate(g, hw, budget, (8,)).cycles[8] for g in graphs]
-    real = [evaluate(compile_graph(g, hw, crossbars=budget, samples=(8,), objective="throughput"), hw,
-                     (8,))["cycles"]["8"] for g in graphs]
-    assert all(e <= r for e, r in zip(est, real, strict=True))
-    assert spearmanr(est, real)[0] > 0.5
+    for g in graphs:
+        est = estimate(g, hw, budget, (1, 8))
+        real = evaluate(compile_graph(g, hw, crossbars=budget, samples=(1, 8), objective="throughput"), hw, (1, 8))
+        assert est.cycles == {1: real["cycles"]["1"], 8: real["cycles"]["8"]}
 
 
 def test_hardware_objectives_and_infeasible_reason(space, hw):

@@ -32,6 +32,7 @@ from xbarforge.basis.layout import BasisError, BasisLayout
 from xbarforge.compiler.compile import compile_graph
 from xbarforge.cost.area import chip_area_mm2
 from xbarforge.cost.model import evaluate
+from xbarforge.cost.reprogram import crossbar_write_ns, write_ns
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
 
@@ -97,11 +98,7 @@ def write_cost(hw: HardwareSpec, crossbars: int) -> tuple[float, dict[str, float
     """
     rp = hw.reprogram
     rows, cols = hw.crossbar.rows, hw.crossbar.cols
-    row_steps = math.ceil(rows / rp.rows_written_together)
-    if rp.cols_written_together is not None:  # a row's cells in several pulses (down to cell by cell)
-        row_steps *= math.ceil(cols / rp.cols_written_together)
-    per_crossbar_ns = row_steps * rp.pulses_per_cell * (rp.write_pulse_ns + hw.verify_ns)
-    ns = math.ceil(crossbars / rp.crossbars_written_together) * per_crossbar_ns if crossbars else 0.0
+    ns = write_ns(hw, crossbars)
     write_pj = crossbars * rows * cols * rp.pulses_per_cell * rp.write_pj_per_pulse
     full, rest = divmod(rows, rp.rows_written_together)
     verify_pj = 0.0
@@ -365,7 +362,7 @@ def reprogram_cost(graph: LayerGraph, hw: HardwareSpec, crossbars: int, batch: i
     batch_ns = write_ns + compute_ns
     latency = batch_ns / batch
     area = chip_area_mm2(hw, crossbars)
-    per_xbar_ns = write_cost(hw, 1)[0]
+    per_xbar_ns = crossbar_write_ns(hw)
     layers = tuple(ReprogramLayerCost(lr["name"], lr["round"], lr["time_ns"], lr["energy_pj"]) for lr in ev["layers"])
     return ReprogramCost(
         model=graph.name, hardware=hw.name, crossbars=crossbars, batch=batch, rounds=mapping.rounds,

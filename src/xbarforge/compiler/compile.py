@@ -1,11 +1,18 @@
 """The compiler: LayerGraph + HardwareSpec + budget -> Mapping (with its cost report).
 
-Steps: lower every MVM layer (forms), build each layer's Pareto options of (form, copies), then
-search pipeline periods: for each, choose options greedily, pack the chosen blocks into the
-budget (MaxRects, layers' windows in the period respected), move blocks that would make the
-schedule wait, feed the packer's achieved fill back into the choice when it overflows, and score
-the result with the real latency model for the sample counts asked. A model whose single copy
-does not fit the budget is mapped in reprogramming rounds instead.
+Every layer has a frontier of placements on crossbars of its own (`frontier`: forms x copies x
+turns -> crossbars, layer time). For a pipeline period cap P the budget is shared out by
+`allocate` (least sum of layer times with every layer within P); light layers, whose one copy
+already runs within P, may instead put their small blocks on crossbars shared with other light
+layers (`pool`), which frees crossbars for copies of the slow ones. The compiler tries a ladder of
+caps with and without the shared pool, ranks the plans with the chain formula
+sum T + (k - 1) max(T, busiest shared crossbar), builds the best few and keeps the one the real
+latency model (`cost.latency`) scores best for the sample counts asked. The isaac-like mapping is
+always a candidate when it fits, so a budget at or above its crossbar count never does worse.
+
+Placement is in counts (`Run`: consecutive crossbars filled alike), so the compile time depends on
+the number of layers and shapes, not of blocks or copies. A model whose single packed copy does
+not fit the budget is mapped in reprogramming rounds (`rounds`).
 """
 
 from __future__ import annotations
@@ -14,12 +21,16 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping as Mapping_
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from xbarforge.compiler.duplicate import MAX_BLOCKS, Option, fill_options, layer_options, min_index
-from xbarforge.compiler.lower import LoweredLayer, candidate_forms, lower
-from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
-from xbarforge.compiler.pack import Item, Packer, PackingOverflow, Placement, pack, repair_windows, sort_items
+import numpy as np
+
+from xbarforge.compiler.allocate import allocate
+from xbarforge.compiler.frontier import Frontier, ParetoSet, frontier, pareto
+from xbarforge.compiler.lower import LoweredLayer, default_form, lower
+from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock, Run
+from xbarforge.compiler.pack import pack_counts
+from xbarforge.compiler.pool import Pool, Shareable, pack_pool, pooled_points, shareable
 from xbarforge.cost.bounds import period_bound
 from xbarforge.cost.latency import mapping_timing
 from xbarforge.errors import CompileError
@@ -28,131 +39,336 @@ from xbarforge.hardware.spec import HardwareSpec
 
 OBJECTIVES = ("balanced", "throughput", "latency", "none")
 SCHEDULES = ("chain", "dag")
-MAX_REFITS = 6
-PRIOR_FILL = 0.9  # packing fill assumed before the first real packing
-REFINE_TOP = 3  # periods refined per round
+REAL_SCORED = 3  # plans built and scored with the real latency model
+SOFT_PLANS = 2  # plans with overlapping windows, timed for real, when the period caps tried do not fit
+PLAN_FILL = 0.9  # share of the pool's cells and time a packing is expected to fill, before the first packing
 
 
-@dataclass
-class _Choice:
-    lowered: LoweredLayer
-    copies: int
+@dataclass(frozen=True)
+class Effort:
+    """How many period caps the search ranks: a geometric ladder, then bisection around the best."""
+
+    ladder: int  # caps ranked by the unpacked plan
+    packed: int  # of those, how many are packed for real
+    refine: int  # bisection steps around the best packed cap
 
 
-def _plans(graph: LayerGraph, choices: list[_Choice]) -> list[LayerPlan]:
-    preds = graph.mvm_predecessors()
-    return [LayerPlan.from_lowered(ch.lowered, ch.copies, preds[ch.lowered.name]) for ch in choices]
-
-
-def _items(choices: list[_Choice], starts: list[int] | None = None) -> tuple[list[Item], list[tuple[int, int, int]]]:
-    """Packing items for every block of every copy; keys index the returned (layer, copy, block)."""
-    items: list[Item] = []
-    index: list[tuple[int, int, int]] = []
-    for li, ch in enumerate(choices):
-        tau = ch.lowered.tau(ch.copies)
-        start = starts[li] if starts else 0
-        for c in range(ch.copies):
-            for bi, b in enumerate(ch.lowered.blocks):
-                items.append(Item(len(index), b.height, b.width, li, tau, start))
-                index.append((li, c, bi))
-    return items, index
-
-
-def _deps(graph: LayerGraph, schedule: str) -> dict[int, list[int]]:
-    """Which MVM layers (by index) each one waits for: the previous one (chain) or its inputs (DAG)."""
-    n = len(graph.mvm_layers)
-    if schedule == "chain":
-        return {i: [i - 1] if i else [] for i in range(n)}
-    pos = {layer.name: i for i, layer in enumerate(graph.mvm_layers)}
-    preds = graph.mvm_predecessors()
-    return {i: [pos[p] for p in preds[layer.name]] for i, layer in enumerate(graph.mvm_layers)}
-
-
-def _window_starts(deps: dict[int, list[int]], taus: list[int]) -> list[int]:
-    """When each layer starts for the first sample, right after the layers it waits for."""
-    starts = [0] * len(taus)
-    for i in range(len(taus)):
-        starts[i] = max((starts[p] + taus[p] for p in deps[i]), default=0)
-    return starts
-
-
-def _placed(choices: list[_Choice], index: list[tuple[int, int, int]], placements, rounds=None) -> list[PlacedBlock]:
-    out = []
-    for pl in placements:
-        li, c, bi = index[pl.key]
-        b = choices[li].lowered.blocks[bi]
-        out.append(
-            PlacedBlock(
-                layer=choices[li].lowered.name, copy=c, group0=b.group0, group1=b.group1,
-                row0=b.row0, row1=b.row1, col0=b.col0, col1=b.col1, crossbar=pl.crossbar,
-                row_offset=pl.row, col_offset=pl.col, height=b.height, width=b.width, weights=b.weights,
-                round=0 if rounds is None else rounds[pl.key],
-            )
-        )
-    out.sort(key=lambda b: (b.round, b.crossbar, b.row_offset, b.col_offset))
-    return out
-
-
-def _serial_counts(blocks: list[PlacedBlock], concurrent: bool) -> dict[str, int]:
-    """Blocks of a layer that must take turns in one crossbar (max over crossbars)."""
-    groups: dict[tuple[str, int, int], list[PlacedBlock]] = defaultdict(list)
-    for b in blocks:
-        groups[(b.layer, b.round, b.crossbar)].append(b)
-    serial: dict[str, int] = defaultdict(lambda: 1)
-    for (name, _, _), bs in groups.items():
-        if len(bs) == 1:
-            continue
-        if not concurrent:
-            turns = len(bs)
-        else:  # greedy colouring: blocks sharing rows or columns cannot fire in one MVM
-            colours: list[list[PlacedBlock]] = []
-            for b in bs:
-                for col in colours:
-                    if all(not _shares_lines(b, o) for o in col):
-                        col.append(b)
-                        break
-                else:
-                    colours.append([b])
-            turns = len(colours)
-        serial[name] = max(serial[name], turns)
-    return serial
-
-
-def _shares_lines(a: PlacedBlock, b: PlacedBlock) -> bool:
-    rows = a.row_offset < b.row_offset + b.height and b.row_offset < a.row_offset + a.height
-    cols = a.col_offset < b.col_offset + b.width and b.col_offset < a.col_offset + a.width
-    return rows or cols
-
-
-def _finish(graph, hw, choices, blocks, crossbars_used, budget, schedule, objective, seed,
-            rounds=1, min_crossbars=None) -> Mapping:
-    plans = _plans(graph, choices)
-    serial = _serial_counts(blocks, hw.fires_blocks_together)
-    first_round: dict[str, int] = {}
-    for b in blocks:
-        first_round.setdefault(b.layer, b.round)
-    for p in plans:
-        p.serial = serial[p.name]
-        p.round = first_round.get(p.name, 0)
-    return Mapping(
-        model=graph.name, input_shape=tuple(graph.input_shape), hardware=hw.name,
-        crossbar_rows=hw.crossbar.rows, crossbar_cols=hw.crossbar.cols, crossbars_budget=budget,
-        layers=plans, blocks=blocks, crossbars_used=crossbars_used, rounds=rounds,
-        min_crossbars=min_crossbars, schedule=schedule, objective=objective, seed=seed,
-    )
-
+EFFORTS = {"fast": Effort(ladder=12, packed=4, refine=2), "thorough": Effort(ladder=40, packed=12, refine=6)}
 
 WeightBits = Mapping_[str, int | Sequence[int]]  # layer name -> weight bits (one, or one per output channel)
 
 
-def _one_copy(graph: LayerGraph, hw: HardwareSpec, weight_bits: WeightBits | None = None) -> list[_Choice]:
-    """One copy of every layer in its default (DESIGN.md) form, at its own weight bits if given."""
-    bits = weight_bits or {}
+# ------------------------------------------------------------------------------------------------
+# plans: which frontier point each layer takes, and which layers share the pool
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """One candidate mapping before it is built: times per layer and the crossbars it needs."""
+
+    cap: float
+    choice: dict[int, int]  # layer index -> frontier point (layers on crossbars of their own)
+    pool: Pool | None
+    pooled: dict[int, int]  # layer index -> copies, for layers whose small blocks share crossbars
+    times: list[int]
+    crossbars: int
+    period: int  # max over layers and shared crossbars of the cycles per sample
+    score: float = math.inf
+    soft: bool = False  # shared windows may overlap: the score is optimistic until timed for real
+
+    @property
+    def label(self) -> str:
+        return "pooled" if self.pooled else "dedicated"
+
+
+class _Options(ParetoSet):
+    """A layer's points on crossbars of its own (kind 0, ref = frontier index) and with its small
+    blocks in the shared pool (kind 1, ref = copies), merged into one Pareto set."""
+
+    def __init__(self, x: np.ndarray, t: np.ndarray, kind: np.ndarray, ref: np.ndarray) -> None:
+        self.x, self.t, self.kind, self.ref = x, t, kind, ref
+
+
+@dataclass
+class _Context:
+    graph: LayerGraph
+    hw: HardwareSpec
+    frontiers: list[Frontier]
+    defaults: list[LoweredLayer]
+    ks: list[int]
+    base: list[float]  # isaac-like cycles for each k in ks
+    shares: list[Shareable | None] = field(default_factory=list)  # None: nothing of the layer can share
+    deps: list[list[int]] = field(default_factory=list)  # layers each one waits for (schedule)
+    pool_cache: dict[tuple, Pool] = field(default_factory=dict)
+    bounds: dict[int, float] = field(default_factory=dict)
+
+    def score(self, times: Sequence[int], period: int) -> float:
+        """Sum over k of the chain formula's latency over the isaac-like latency."""
+        total = sum(times)
+        return sum((total + (k - 1) * period) / b for k, b in zip(self.ks, self.base, strict=True))
+
+    def starts(self, times: Sequence[int]) -> list[int]:
+        """When each layer starts on the first sample: after the previous layer (chain) or after the
+        layers it reads from (DAG)."""
+        out: list[int] = []
+        for deps in self.deps:
+            out.append(max((out[p] + times[p] for p in deps), default=0))
+        return out
+
+    def bound(self, budget: int) -> float:
+        """`cost.bounds.period_bound` of these layers on `budget` crossbars (cached)."""
+        if budget not in self.bounds:
+            self.bounds[budget] = period_bound([f.forms for f in self.frontiers], self.hw, budget)
+        return self.bounds[budget]
+
+    def options(self, cap: float, fill: float, max_blocks: float) -> list[ParetoSet]:
+        out: list[ParetoSet] = []
+        for f, sh in zip(self.frontiers, self.shares, strict=True):
+            if sh is None:
+                out.append(f)
+                continue
+            xp, tp, cp = pooled_points(sh, self.hw, cap, fill, max_blocks)
+            x = np.concatenate([f.x.astype(float), xp])
+            t = np.concatenate([f.t, tp])
+            kind = np.concatenate([np.zeros(len(f.x), dtype=np.int64), np.ones(len(xp), dtype=np.int64)])
+            ref = np.concatenate([np.arange(len(f.x)), cp])
+            keep = pareto(x, t, kind, ref)
+            out.append(_Options(x[keep], t[keep], kind[keep], ref[keep]))
+        return out
+
+
+def _context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str = "chain") -> _Context:
+    layers = graph.mvm_layers
+    frontiers = [frontier(layer, hw) for layer in layers]
+    defaults = [f.forms[0] if f.forms[0].form == default_form(layer, hw) else lower(layer, hw)
+                for f, layer in zip(frontiers, layers, strict=True)]
+    taus = [d.tau(1) for d in defaults]
+    base = [sum(taus) + (k - 1) * max(taus) for k in ks]
+    ctx = _Context(graph, hw, frontiers, defaults, ks, base)
+    if schedule == "chain":
+        ctx.deps = [[i - 1] if i else [] for i in range(len(layers))]
+    else:
+        pos = {layer.name: i for i, layer in enumerate(layers)}
+        preds = graph.mvm_predecessors()
+        ctx.deps = [[pos[p] for p in preds[layer.name]] for layer in layers]
+    smallest = (min(c.height for d in defaults for c in d.classes), min(c.width for d in defaults for c in d.classes))
+    for d in defaults:
+        sh = shareable(d, hw, smallest)
+        ctx.shares.append(sh if sh.small else None)
+    return ctx
+
+
+REFITS = 6  # replans on a budget smaller by what the pool packing overflowed
+WIDEST = 0.5  # first guess at the pool's crossbars (share of the budget): a layer's pooled blocks need one each
+
+
+def _allocate(ctx: _Context, budget: int, cap: float, fill: float, widest: float
+              ) -> tuple[dict[int, int], dict[int, int], list[int]] | None:
+    """One allocation: (frontier point per own layer, copies per pooled layer, times), or None."""
+    opts = ctx.options(cap, fill, widest)
+    picked = allocate(opts, budget, cap)
+    if picked is None:
+        return None
+    choice: dict[int, int] = {}
+    pooled: dict[int, int] = {}
+    for i, (o, j) in enumerate(zip(opts, picked, strict=True)):
+        if isinstance(o, _Options) and o.kind[j] == 1:
+            pooled[i] = int(o.ref[j])
+        else:
+            choice[i] = int(o.ref[j]) if isinstance(o, _Options) else j
+    return choice, pooled, [int(o.t[j]) for o, j in zip(opts, picked, strict=True)]
+
+
+def _period(ctx: _Context, cap: float, times: Sequence[int], pooled: bool) -> tuple[int, int | None]:
+    """(period, window): pooled layers keep their windows apart modulo the cap their crossbar time
+    was planned for (no windows when samples go one at a time; without a cap, the slowest layer)."""
+    slowest = max(times)
+    if not pooled or max(ctx.ks) == 1:
+        return slowest, None
+    window = slowest if math.isinf(cap) else max(slowest, int(cap))
+    return window, window
+
+
+def _estimate(ctx: _Context, budget: int, cap: float) -> _Plan | None:
+    """The plan the allocation makes before any packing (for ranking caps)."""
+    got = _allocate(ctx, budget, cap, PLAN_FILL, budget * WIDEST)
+    if got is None:
+        return None
+    choice, pooled, times = got
+    period, _ = _period(ctx, cap, times, bool(pooled))
+    plan = _Plan(cap, choice, None, pooled, times, budget, period)
+    plan.score = ctx.score(times, period)
+    return plan
+
+
+def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False) -> _Plan | None:
+    """Share `budget` out under a period cap: each layer on crossbars of its own or (its small
+    blocks) in the shared pool, whichever the allocation prefers. The pool is then packed for real,
+    its layers' windows kept apart at the plan's period so sharing never delays the schedule
+    (`soft`: kept apart where the packing can, which needs fewer crossbars; the latency model
+    then charges the delays). When the packing overflows the budget, the allocation is redone on
+    a budget smaller by the overflow, until the plan fits."""
+    room = budget
+    for _ in range(REFITS):
+        got = _allocate(ctx, room, cap, PLAN_FILL, room * WIDEST)
+        if got is None:
+            return None
+        choice, pooled, times = got
+        period, window = _period(ctx, cap, times, bool(pooled))
+        own = sum(int(ctx.frontiers[i].x[j]) for i, j in choice.items())
+        pool = None
+        used = own
+        if pooled:
+            starts = ctx.starts(times)
+            key = (tuple(sorted(pooled.items())), window, soft, tuple(starts[i] for i in sorted(pooled)))
+            pool = ctx.pool_cache.get(key)
+            if pool is None:
+                members = {i: (ctx.shares[i], c, times[i], starts[i]) for i, c in pooled.items()}
+                pool = pack_pool(members, ctx.hw, window, soft)
+                ctx.pool_cache[key] = pool
+            used += pool.crossbars + sum(c * ctx.shares[i].big for i, c in pooled.items())
+        if used <= budget:
+            plan = _Plan(cap, choice, pool, pooled, times, used, period, soft=soft)
+            plan.score = ctx.score(times, period)
+            return plan
+        room -= used - budget
+        if room < 1:
+            return None
+    return None
+
+
+def _search(ctx: _Context, budget: int, effort: Effort) -> list[_Plan]:
+    """Rank period caps by the unpacked plan, pack the most promising, refine around the best; best first."""
+    plans: dict[float, _Plan | None] = {}
+
+    def plan(cap: float) -> _Plan | None:
+        if cap not in plans:
+            plans[cap] = _plan(ctx, budget, cap)
+        return plans[cap]
+
+    caps = [math.inf]
+    if max(ctx.ks) > 1:
+        bound = ctx.bound(budget)
+        lo = max(1, math.ceil(bound)) if not math.isinf(bound) else max(int(f.t[-1]) for f in ctx.frontiers)
+        hi = max(d.tau(1) for d in ctx.defaults)
+        caps += _ladder(lo, hi, effort.ladder)
+    estimates = [(e.score, cap) for cap in caps if (e := _estimate(ctx, budget, cap)) is not None]
+    soft: list[_Plan] = []
+    for _, cap in sorted(estimates)[:effort.packed]:
+        if plan(cap) is None and len(soft) < SOFT_PLANS and (p := _plan(ctx, budget, cap, soft=True)):
+            soft.append(p)  # tight budgets: windows that may overlap, timed for real below
+    plan(math.inf)
+    for _ in range(effort.refine):
+        ranked = sorted((p for p in plans.values() if p is not None), key=lambda p: p.score)
+        if not ranked or math.isinf(ranked[0].cap):
+            break
+        best = ranked[0].cap
+        tried = sorted({*(c for c in plans if not math.isinf(c)), *(c for c in caps if not math.isinf(c))})
+        i = tried.index(best)
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
+                plan(float((tried[j] + best) // 2))
+    return [*sorted((p for p in plans.values() if p is not None), key=lambda p: p.score), *soft]
+
+
+def _ladder(lo: int, hi: int, steps: int) -> list[float]:
+    if hi <= lo:
+        return [float(lo)]
+    ratio = (hi / lo) ** (1 / max(1, steps))
+    return sorted({float(max(lo, min(hi, round(lo * ratio**i)))) for i in range(steps + 1)})
+
+
+# ------------------------------------------------------------------------------------------------
+# building mappings
+# ------------------------------------------------------------------------------------------------
+
+
+def _mapping(graph: LayerGraph, hw: HardwareSpec, plans: list[LayerPlan], placed: list[PlacedBlock],
+             runs: list[Run], crossbars: int, budget: int | None, schedule: str, objective: str, seed: int,
+             rounds: int = 1, fewest: int | None = None) -> Mapping:
+    return Mapping(
+        model=graph.name, input_shape=tuple(graph.input_shape), hardware=hw.name,
+        crossbar_rows=hw.crossbar.rows, crossbar_cols=hw.crossbar.cols, crossbars_budget=budget,
+        layers=plans, placed=placed, crossbars_used=crossbars, rounds=rounds, min_crossbars=fewest,
+        schedule=schedule, objective=objective, seed=seed, runs=runs, fires_together=hw.fires_blocks_together,
+    )
+
+
+def _placed(name: str, low: LoweredLayer, block: int, crossbar: int, row: int, col: int, round_: int = 0,
+            copy: int = 0) -> PlacedBlock:
+    b = low.blocks[block]
+    return PlacedBlock(name, copy, b.group0, b.group1, b.row0, b.row1, b.col0, b.col1, crossbar, row, col,
+                       b.height, b.width, b.weights, round_)
+
+
+def _build(ctx: _Context, plan: _Plan, budget: int | None, schedule: str, objective: str, seed: int,
+           fewest: int | None) -> Mapping:
+    graph, hw = ctx.graph, ctx.hw
+    preds = graph.mvm_predecessors()
+    layers = graph.mvm_layers
+    plans: list[LayerPlan] = []
+    runs: list[Run] = []
+    placed: list[PlacedBlock] = []
+    x = 0
+    for i, layer in enumerate(layers):
+        if i in plan.choice:
+            f = ctx.frontiers[i]
+            j = plan.choice[i]
+            own, n, turns = f.runs(j, x)
+            low = f.forms[int(f.form[j])]
+            lp = LayerPlan.from_lowered(low, int(f.copies[j]), preds[layer.name])
+            lp.serial = turns
+            runs.extend(own)
+            x += n
+        else:
+            sh = ctx.shares[i]
+            assert sh is not None
+            copies = plan.pooled[i]
+            lp = LayerPlan.from_lowered(sh.low, copies, preds[layer.name])
+            small = set(sh.small)
+            for cls in sh.low.classes:
+                big = [b for b in range(cls.start, cls.start + cls.count) if b not in small]
+                if big:
+                    runs.append(Run(layer.name, big[0], big[-1] + 1, 0, copies, 1, ((0, 0),), x, 1))
+                    x += len(big) * copies
+        plans.append(lp)
+    if plan.pool is not None:
+        for pb in plan.pool.blocks:
+            low = ctx.defaults[pb.layer]
+            placed.append(_placed(low.name, low, pb.block, x + pb.crossbar, pb.row, pb.col, copy=pb.copy))
+        _set_serial(plans, placed, hw)
+        x += plan.pool.crossbars
+    m = _mapping(graph, hw, plans, placed, runs, x, budget, schedule, objective, seed, fewest=fewest)
+    m.period_hint = plan.period if plan.pool is not None and max(ctx.ks) > 1 else None
+    m.report["plan"] = {"label": plan.label, "period_cap_cycles": None if math.isinf(plan.cap) else int(plan.cap),
+                        "pooled_layers": len(plan.pooled), "shared_crossbars": plan.pool.crossbars if plan.pool else 0}
+    return m
+
+
+def _real_score(ctx: _Context, m: Mapping) -> float:
+    timing = mapping_timing(m)
+    return sum(timing.cycles(k) / b for k, b in zip(ctx.ks, ctx.base, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------
+# one copy, isaac-like, fewest crossbars
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_weight_bits(graph: LayerGraph, weight_bits: WeightBits | None) -> dict:
+    bits = dict(weight_bits or {})
     unknown = set(bits) - {layer.name for layer in graph.mvm_layers}
     if unknown:
         raise CompileError(f"weight bits given for layers the model does not have: {', '.join(sorted(unknown)[:3])}")
+    return bits
+
+
+def _one_copy(graph: LayerGraph, hw: HardwareSpec, weight_bits: WeightBits | None = None) -> list[LoweredLayer]:
+    """One copy of every layer in its default (DESIGN.md) form, at its own weight bits if given."""
+    bits = _check_weight_bits(graph, weight_bits)
     try:
-        return [_Choice(lower(layer, hw, bits=bits.get(layer.name)), 1) for layer in graph.mvm_layers]
+        return [lower(layer, hw, bits=bits.get(layer.name)) for layer in graph.mvm_layers]
     except ValueError as exc:
         raise CompileError(str(exc)) from None
 
@@ -163,65 +379,120 @@ def _recorded_bits(weight_bits: WeightBits | None) -> dict[str, int | list[int]]
     return {k: v if isinstance(v, int) else [int(b) for b in v] for k, v in weight_bits.items()}
 
 
-def _pack_one_copy(choices: list[_Choice], hw: HardwareSpec, budget: int | None):
-    """Pack one copy of every layer, keeping a layer's blocks apart where the budget allows (so
-    they need not take turns), else letting them share."""
-    items, index = _items(choices)
-    rows, cols = hw.crossbar.rows, hw.usable_cols
-    try:
-        placements, bins = pack(items, rows, cols, budget, separate_layers=not hw.fires_blocks_together,
-                                fire_together=True)
-    except PackingOverflow:
-        placements, bins = pack(items, rows, cols, budget, separate_layers=False)
-    return index, placements, len(bins)
-
-
 def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain",
                weight_bits: WeightBits | None = None) -> Mapping:
     """Every block of every layer on its own crossbar: no packing, no duplication.
 
     `weight_bits` (mixed precision): bits per layer, one number or one per output channel.
     """
-    choices = _one_copy(graph, hw, weight_bits)
-    _, index = _items(choices)
-    placements = [Placement(k, k, 0, 0) for k in range(len(index))]
-    blocks = _placed(choices, index, placements)
-    mapping = _finish(graph, hw, choices, blocks, len(blocks), None, schedule, "isaac-like", 0)
-    mapping.weight_bits = _recorded_bits(weight_bits)
-    return mapping
+    lows = _one_copy(graph, hw, weight_bits)
+    preds = graph.mvm_predecessors()
+    plans, runs, x = [], [], 0
+    for low in lows:
+        plans.append(LayerPlan.from_lowered(low, 1, preds[low.name]))
+        runs.append(Run(low.name, 0, low.n_blocks, 0, 1, 1, ((0, 0),), x, 1))
+        x += low.n_blocks
+    m = _mapping(graph, hw, plans, [], runs, x, None, schedule, "isaac-like", 0)
+    m.weight_bits = _recorded_bits(weight_bits)
+    return m
+
+
+def _shape_groups(lows: Sequence[LoweredLayer]) -> tuple[list[tuple[int, int, int]], list[list[tuple[int, int]]]]:
+    """Blocks of one copy of every layer grouped by shape: (count, h, w) and, per group, (layer, block)."""
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for li, low in enumerate(lows):
+        for cls in low.classes:
+            groups.setdefault((cls.height, cls.width), []).extend(
+                (li, b) for b in range(cls.start, cls.start + cls.count))
+    shapes = [(len(v), h, w) for (h, w), v in groups.items()]
+    return shapes, list(groups.values())
 
 
 def min_crossbars(graph: LayerGraph, hw: HardwareSpec, weight_bits: WeightBits | None = None) -> int:
-    """Fewest crossbars that hold one copy of every layer (packed, default forms)."""
-    items, _ = _items(_one_copy(graph, hw, weight_bits))
-    _, bins = pack(items, hw.crossbar.rows, hw.usable_cols, separate_layers=False)
-    return len(bins)
+    """Fewest crossbars that hold one copy of every layer (packed, default forms, in counts)."""
+    return _fewest(_one_copy(graph, hw, weight_bits), hw)
 
 
-def _rounds_mapping(graph, hw, budget, schedule, seed, fewest) -> Mapping:
-    """One copy of every layer, split into reprogramming rounds of at most `budget` crossbars."""
-    choices = _one_copy(graph, hw)
-    items, index = _items(choices)
-    by_layer: dict[int, list[Item]] = defaultdict(list)
-    for it in items:
-        by_layer[it.layer].append(it)
-    rounds: dict[int, int] = {}
-    placements = []
-    rnd, packer, used = 0, Packer(hw.crossbar.rows, hw.usable_cols, budget, separate_layers=False), 0
-    for li in range(len(choices)):
-        for it in sort_items(by_layer[li]):
-            pl = packer.add(it)
-            if pl is None:
-                used = max(used, len(packer.bins))
-                rnd += 1
-                packer = Packer(hw.crossbar.rows, hw.usable_cols, budget, separate_layers=False)
-                pl = packer.add(it)
-            rounds[it.key] = rnd
-            placements.append(pl)
-    used = max(used, len(packer.bins))
-    blocks = _placed(choices, index, placements, rounds)
-    return _finish(graph, hw, choices, blocks, used, budget, schedule, "rounds", seed,
-                   rounds=rnd + 1, min_crossbars=fewest)
+def _fewest(lows: Sequence[LoweredLayer], hw: HardwareSpec) -> int:
+    counts = defaultdict(int)
+    for low in lows:
+        for cls in low.classes:
+            counts[(cls.height, cls.width)] += cls.count
+    types = pack_counts([(n, h, w) for (h, w), n in counts.items()], hw.crossbar.rows, hw.usable_cols)
+    return sum(t.count for t in types)
+
+
+def _packed_copy(graph: LayerGraph, hw: HardwareSpec, lows: list[LoweredLayer], budget: int | None,
+                 schedule: str, seed: int, fewest: int | None, objective: str = "none") -> Mapping:
+    """One copy of every layer on the fewest crossbars (blocks of several layers share crossbars)."""
+    shapes, members = _shape_groups(lows)
+    types = pack_counts(shapes, hw.crossbar.rows, hw.usable_cols)
+    preds = graph.mvm_predecessors()
+    plans = [LayerPlan.from_lowered(low, 1, preds[low.name]) for low in lows]
+    placed: list[PlacedBlock] = []
+    taken = [0] * len(shapes)
+    x = 0
+    for bt in types:
+        for _ in range(bt.count):
+            for key, row, col in bt.content:
+                li, b = members[key][taken[key]]
+                taken[key] += 1
+                placed.append(_placed(lows[li].name, lows[li], b, x, row, col))
+            x += 1
+    _set_serial(plans, placed, hw)
+    return _mapping(graph, hw, plans, placed, [], x, budget, schedule, objective, seed, fewest=fewest)
+
+
+def _set_serial(plans: list[LayerPlan], placed: list[PlacedBlock], hw: HardwareSpec) -> None:
+    """Serial turns of explicitly placed blocks: blocks of a layer sharing a crossbar (and, where the
+    chip fires disjoint blocks together, sharing rows or columns) take turns."""
+    by: dict[tuple[str, int, int], list[PlacedBlock]] = defaultdict(list)
+    for b in placed:
+        by[(b.layer, b.round, b.crossbar)].append(b)
+    index = {p.name: p for p in plans}
+    for (name, _, _), bs in by.items():
+        turns = _colours(bs) if hw.fires_blocks_together else len(bs)
+        index[name].serial = max(index[name].serial, turns)
+
+
+def _colours(blocks: list[PlacedBlock]) -> int:
+    """Greedy colouring: blocks sharing rows or columns of a crossbar cannot fire in one MVM."""
+    colours: list[list[PlacedBlock]] = []
+    for b in blocks:
+        for col in colours:
+            if all(not _shares_lines(b, o) for o in col):
+                col.append(b)
+                break
+        else:
+            colours.append([b])
+    return len(colours)
+
+
+def _shares_lines(a: PlacedBlock, b: PlacedBlock) -> bool:
+    rows = a.row_offset < b.row_offset + b.height and b.row_offset < a.row_offset + a.height
+    cols = a.col_offset < b.col_offset + b.width and b.col_offset < a.col_offset + a.width
+    return rows or cols
+
+
+# ------------------------------------------------------------------------------------------------
+# the entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def _check(graph: LayerGraph, samples: Sequence[int], objective: str, schedule: str, effort: str,
+           budget: int | None) -> None:
+    if objective not in OBJECTIVES:
+        raise CompileError(f"objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
+    if schedule not in SCHEDULES:
+        raise CompileError(f"schedule '{schedule}' is not one of {', '.join(SCHEDULES)}")
+    if effort not in EFFORTS:
+        raise CompileError(f"effort '{effort}' is not one of {', '.join(EFFORTS)}")
+    if not graph.mvm_layers:
+        raise CompileError(f"model '{graph.name}' has no conv or linear layer to map")
+    if not samples or any(k < 1 for k in samples):
+        raise CompileError("samples: every sample count must be at least 1")
+    if budget is not None and budget < 1:
+        raise CompileError(f"crossbars: budget must be at least 1 (got {budget})")
 
 
 def compile_graph(
@@ -239,210 +510,92 @@ def compile_graph(
 
     objective: "balanced" minimizes the sum over `samples` of latency(k) / isaac-like(k);
     "throughput" the latency of max(samples) (steady state); "latency" one sample; "none" maps
-    one copy of every layer, packed (no duplication). `min_utilization`: fill the crossbars used
-    at least this much (weights / cells), using fewer crossbars if need be. `effort`: "fast"
-    (milliseconds, for search loops) or "thorough" (packs many more pipeline periods).
+    one copy of every layer on the fewest crossbars. Without a budget, one copy of every layer
+    on as few crossbars as keep it as fast as the isaac-like mapping. `min_utilization`: fill the
+    crossbars used at least this much (weights / cells), using fewer crossbars if need be.
+    `effort`: "fast" or "thorough" (ranks more period caps).
     """
-    if objective not in OBJECTIVES:
-        raise CompileError(f"objective '{objective}' is not one of {', '.join(OBJECTIVES)}")
-    if schedule not in SCHEDULES:
-        raise CompileError(f"schedule '{schedule}' is not one of {', '.join(SCHEDULES)}")
-    if effort not in EFFORTS:
-        raise CompileError(f"effort '{effort}' is not one of {', '.join(EFFORTS)}")
-    if not graph.mvm_layers:
-        raise CompileError(f"model '{graph.name}' has no conv or linear layer to map")
-    if any(k < 1 for k in samples):
-        raise CompileError("samples: every sample count must be at least 1")
     budget = crossbars if crossbars is not None else hw.chip.budget
-    if budget is not None and budget < 1:
-        raise CompileError(f"crossbars: budget must be at least 1 (got {budget})")
-    rows, cols = hw.crossbar.rows, hw.usable_cols
-    fewest = min_crossbars(graph, hw)
+    _check(graph, samples, objective, schedule, effort, budget)
+    lows = _one_copy(graph, hw)
+    fewest = _fewest(lows, hw)
     if budget is not None and fewest > budget:
-        return _rounds_mapping(graph, hw, budget, schedule, seed, fewest)
-    if budget is None or objective == "none":
-        choices = _one_copy(graph, hw)
-        index, placements, used = _pack_one_copy(choices, hw, budget)
-        blocks = _placed(choices, index, placements)
-        return _finish(graph, hw, choices, blocks, used, budget, schedule, "none", seed, min_crossbars=fewest)
+        from xbarforge.compiler.rounds import rounds_mapping  # rounds builds on this module
 
-    layers = graph.mvm_layers
-    forms = [[lower(layer, hw, f) for f in candidate_forms(layer, hw)] for layer in layers]
-    max_blocks = None if hw.fires_blocks_together else budget
-    options = [layer_options(fs, max_blocks, budget * rows * cols, rows * cols) for fs in forms]
-    base = _one_copy(graph, hw)
-    base_first = sum(b.lowered.tau(1) for b in base)
-    base_max = max(b.lowered.tau(1) for b in base)
-    ks = {"balanced": list(samples), "throughput": [max(samples)], "latency": [1]}[objective]
-    best = _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization,
-                   EFFORTS[effort])
-    if best is None:  # no duplication fits: one packed copy always does (fewest <= budget)
-        best = (base, *_pack_one_copy(base, hw, budget), None)
-    choices, index, placements, used, period = best
-    blocks = _placed(choices, index, placements)
-    mapping = _finish(graph, hw, choices, blocks, used, budget, schedule, objective, seed, min_crossbars=fewest)
-    mapping.period_hint = period
-    mapping.report["period_bound_cycles"] = period_bound(forms, hw, budget)
-    return mapping
+        return rounds_mapping(graph, hw, budget, list(samples), schedule, seed, fewest)
+    if objective == "none":
+        return _packed_copy(graph, hw, lows, budget, schedule, seed, fewest)
+    ks = {"balanced": sorted(set(samples)), "throughput": [max(samples)], "latency": [1]}[objective]
+    if budget is None:
+        return _unbudgeted(graph, hw, ks, schedule, seed, fewest)
+    best = _best(graph, hw, budget, ks, schedule, objective, seed, fewest, EFFORTS[effort])
+    if min_utilization is not None:
+        best = _with_utilization(graph, hw, budget, ks, schedule, objective, seed, fewest, EFFORTS[effort],
+                                 min_utilization, best)
+    best.report["period_bound_cycles"] = period_bound([frontier(layer, hw).forms for layer in graph.mvm_layers],
+                                                      hw, budget)
+    return best
 
 
-def _ceilings(options: list[list[Option]], budget: int, hw: HardwareSpec, steps: int) -> list[int]:
-    """Pipeline periods to try, slowest first: a geometric ladder from no duplication down to the
-    fastest period reachable (where crossbars fire one block at a time, a crossbar does at most
-    one block-MVM per cycle, so the period is at least the block-MVMs per sample / budget)."""
-    hi = max(opts[0].tau for opts in options)
-    lo = max(opts[-1].tau for opts in options)
-    if not hw.fires_blocks_together:
-        lo = max(lo, math.ceil(sum(min(o.time for o in opts) for opts in options) / budget))
-    if lo >= hi:
-        return [hi]
-    ratio = (hi / lo) ** (1 / steps)
-    return sorted({max(lo, min(hi, round(lo * ratio**i))) for i in range(steps + 1)}, reverse=True)
+def _best(graph: LayerGraph, hw: HardwareSpec, budget: int, ks: list[int], schedule: str, objective: str,
+          seed: int, fewest: int, effort: Effort) -> Mapping:
+    """The best of the ranked plans (real latency model), the isaac-like mapping and one packed copy."""
+    ctx = _context(graph, hw, ks, schedule)
+    ranked = _search(ctx, budget, effort)
+    picked = [p for p in ranked if not p.soft][:REAL_SCORED] + [p for p in ranked if p.soft]
+    candidates = [_build(ctx, p, budget, schedule, objective, seed, fewest) for p in picked]
+    base = isaac_like(graph, hw, schedule)
+    if base.crossbars_used <= budget:
+        base.crossbars_budget, base.objective, base.seed, base.min_crossbars = budget, objective, seed, fewest
+        base.report["plan"] = {"label": "isaac-like"}
+        candidates.append(base)
+    if not candidates:  # no plan fits: one packed copy always does (fewest <= budget)
+        packed = _packed_copy(graph, hw, ctx.defaults, budget, schedule, seed, fewest, objective)
+        packed.report["plan"] = {"label": "packed"}
+        candidates.append(packed)
+    scored = [(_real_score(ctx, m), i, m) for i, m in enumerate(candidates)]
+    return min(scored, key=lambda s: (s[0], s[1]))[2]
 
 
-@dataclass(frozen=True)
-class Effort:
-    """How hard the period search looks: ladder steps, how many to pack, refinement passes."""
-
-    steps: int
-    stride: int
-    refine: int
-    fills: tuple[float, ...] = ()  # planning fills tried per period; () = the last one packing reached
-    focus: tuple[float, ...] = ()  # also try these multiples of the fastest reachable period
-
-
-# Pipelined mappings that pay off sit at 2x to 3.5x the fastest reachable period (measured on the
-# RNC SqueezeNet comparison, benchmarks/compile_bench.py): "fast" packs only those and no period at
-# all; "thorough" also walks a fine ladder from no duplication down, with three fills per period.
-EFFORTS = {
-    "fast": Effort(steps=1, stride=2, refine=0, focus=(2.0, 2.75, 3.5)),
-    "thorough": Effort(steps=40, stride=1, refine=2, fills=(1.0, 0.95, 0.9, 0.85),
-                       focus=(2.0, 2.25, 2.5, 2.75, 3.0, 3.5)),
-}
-
-
-def _search(graph, hw, options, budget, ks, base_first, base_max, schedule, min_utilization, effort):
-    """Find the pipeline period whose mapping has the best latency over the samples asked.
-
-    For a period P every layer first takes its cheapest option with tau <= P, then the capacity
-    left goes to cutting sum tau (`fill_options`); P = None means no period (the k = 1 choice).
-    Packing is what costs time, so `effort` decides how many periods are packed: every
-    `stride`-th step of a geometric ladder, a few multiples of the fastest reachable period
-    (`focus`), then `refine` rounds that try halfway between each of the best periods and its
-    neighbours. Packing lets the windows of layers that share a crossbar overlap as long as they
-    fit one period (dense); the schedules pay any delay, and every score comes from the real
-    latency model on the real packing.
-    """
-    ladder = [] if max(ks) == 1 else _ceilings(options, budget, hw, effort.steps)
-    fill = [PRIOR_FILL]
-    results: dict[int | None, tuple[object, float]] = {}
-
-    def real(ceiling: int | None) -> float:
-        if ceiling not in results:
-            start = [0] * len(options) if ceiling is None else [min_index(o, ceiling) for o in options]
-            if any(j is None for j in start) or sum(options[i][j].blocks for i, j in enumerate(start)) > MAX_BLOCKS:
-                results[ceiling] = (None, math.inf)
-            else:
-                # the landscape is rugged: fewer copies can leave room that removes contention
-                best: tuple[object, float] = (None, math.inf)
-                # fast: start from the fill the last packing reached; thorough: fixed fills, so the
-                # result does not depend on the order periods are tried in
-                for f in effort.fills or (fill[0],):
-                    found, score, achieved = _try(graph, hw, options, budget, ks, base_first, base_max, schedule,
-                                                  ceiling, start, f, min_utilization)
-                    if found is not None and not effort.fills:  # a failed period says nothing of others
-                        fill[0] = achieved
-                    if score < best[1]:
-                        best = (found, score)
-                results[ceiling] = best
-        return results[ceiling][1]
-
-    if real(None) == math.inf:  # not even the k = 1 choice packs: periods only add constraints
-        return None
-    for c in ladder[:: effort.stride]:
-        real(c)
-    for m in effort.focus if ladder else ():
-        real(min(ladder[0], round(ladder[-1] * m)))
-    tried = sorted(c for c in results if c is not None)
-    for _ in range(effort.refine if tried else 0):
-        for best in sorted(tried, key=lambda c: results[c][1])[:REFINE_TOP]:  # rugged: refine several
-            i = tried.index(best)
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
-                    real((tried[j] + best) // 2)
-        tried = sorted(c for c in results if c is not None)
-    found, _ = min(results.values(), key=lambda r: r[1])
-    return None if found is None else found[:-1]
+def _unbudgeted(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str, seed: int,
+                fewest: int) -> Mapping:
+    """No budget: one copy of every layer, each on the fewest crossbars that keep it as fast as its
+    isaac-like placement; the small blocks of layers shared where that costs no time."""
+    ctx = _context(graph, hw, ks, schedule)
+    base = isaac_like(graph, hw, schedule)
+    base.min_crossbars, base.seed, base.objective = fewest, seed, "none"
+    t1 = [d.tau(1) for d in ctx.defaults]
+    cap = max(t1)
+    own = {i: ctx.frontiers[i].first_within(t1[i]) for i in range(len(t1))}
+    choice = {i: j for i, j in own.items() if j is not None}
+    candidates = [base]
+    plain = _Plan(math.inf, choice, None, {}, t1, 0, cap)
+    candidates.append(_build(ctx, plain, None, schedule, "none", seed, fewest))
+    pooled = {i: 1 for i, sh in enumerate(ctx.shares) if sh is not None}
+    if pooled:
+        starts = ctx.starts(t1)
+        pool = pack_pool({i: (ctx.shares[i], 1, t1[i], starts[i]) for i in pooled}, hw, cap)
+        shared = _Plan(float(cap), {i: j for i, j in choice.items() if i not in pooled}, pool, pooled, t1, 0, cap)
+        candidates.append(_build(ctx, shared, None, schedule, "none", seed, fewest))
+    limit = _real_score(ctx, base)
+    fine = [m for m in candidates if _real_score(ctx, m) <= limit * (1 + 1e-9)]
+    return min(fine, key=lambda m: (m.crossbars_used, candidates.index(m)))
 
 
-def _try(graph, hw, options, budget, ks, base_first, base_max, schedule, ceiling, start, fill,
-         min_utilization):
-    """Choose, pack and score for one period; returns (mapping parts, score, fill achieved).
-
-    The choice is planned with the fill packing achieves (`fill`, lowered on overflow); when the
-    packing leaves crossbars unused, one more choice is tried with the room that freed; when the
-    crossbars used are filled below `min_utilization`, the choice is made again for fewer
-    crossbars, which is how a high-utilization mapping is found rather than filtered for.
-    """
-    rows, cols = hw.crossbar.rows, hw.usable_cols
-    xbar_cells = rows * cols
-    spread = not hw.fires_blocks_together
-    deps = _deps(graph, schedule)
-    cap_bins, best, best_fill, grown = budget, None, fill, False
-    for _ in range(MAX_REFITS):
-        idx = fill_options(options, start, cap_bins * xbar_cells * fill, xbar_cells, ceiling, spread)
-        chosen = [options[i][j] for i, j in enumerate(idx)]
-        choices = [_Choice(o.lowered, o.copies) for o in chosen]
-        starts = _window_starts(deps, [o.tau for o in chosen]) if ceiling else None
-        items, index = _items(choices, starts)
-        try:
-            placements, bins = pack(items, rows, cols, cap_bins, ceiling, separate_layers=spread, soft=True,
-                                    fire_together=True)
-        except PackingOverflow as over:
-            if best is not None:  # growing did not fit: keep what did
-                break
-            fill *= min(0.97, cap_bins / over.needed * 0.995)  # plan with the fill packing reached
-            continue
-        if ceiling and spread:
-            placements = _repair(deps, items, placements, bins, ceiling, cap_bins)
-        weights = sum(o.copies * o.lowered.weight_cells for o in chosen)
-        util = weights / (len(bins) * hw.crossbar.rows * hw.crossbar.cols)
-        if min_utilization is not None and util < min_utilization and best is None:
-            cap_bins = max(1, min(cap_bins - 1, math.floor(weights / (min_utilization * rows * hw.crossbar.cols))))
-            continue
-        score = _score(graph, hw, choices, index, placements, len(bins), schedule, ks, base_first, base_max,
-                       ceiling)
-        if min_utilization is not None and util < min_utilization:
-            score += 1e6  # feasible but below the utilization asked for: last resort only
-        if best is None or score < best[1]:
-            best, best_fill = ((choices, index, placements, len(bins), ceiling, util), score), fill
-        if grown or len(bins) >= cap_bins or (min_utilization is not None and util < min_utilization):
+def _with_utilization(graph, hw, budget, ks, schedule, objective, seed, fewest, effort, target, best) -> Mapping:
+    """Re-plan for fewer crossbars until the crossbars used are filled at least `target`."""
+    rows_cells = hw.crossbar.rows * hw.crossbar.cols
+    m = best
+    cap = budget
+    for _ in range(8):
+        util = m.weight_cells / (m.crossbars_used * rows_cells)
+        if util >= target:
+            m.report["min_utilization_met"] = True
+            return m
+        cap = min(cap - 1, math.floor(m.weight_cells / (target * rows_cells)))
+        if cap < fewest:
             break
-        grown = True  # room left: plan once more with the fill this packing reached
-        fill = min(1.0, fill * cap_bins / len(bins))
-    if best is None:
-        return None, math.inf, fill
-    return best[0], best[1], best_fill
-
-
-def _repair(deps, items, placements, bins, period, max_bins):
-    """Move blocks that would make the periodic schedule wait (see `repair_windows`)."""
-    placements = repair_windows(items, placements, bins, period, list(range(len(deps))), deps, max_bins)
-    used = {pl.crossbar for pl in placements}
-    if len(used) < len(bins):  # a crossbar emptied by the moves: renumber densely
-        renum = {x: i for i, x in enumerate(sorted(used))}
-        placements = [Placement(pl.key, renum[pl.crossbar], pl.row, pl.col) for pl in placements]
-        bins[:] = [bins[x] for x in sorted(used)]
-    return placements
-
-
-def _score(graph, hw, choices, index, placements, used, schedule, ks, base_first, base_max, period) -> float:
-    """Sum over k of latency(k) / isaac-like latency(k), from the real latency model."""
-    blocks = _placed(choices, index, placements)
-    m = _finish(graph, hw, choices, blocks, used, None, schedule, "", 0)
-    m.period_hint = period
-    timing = mapping_timing(m)
-    return sum(timing.cycles(k) / (base_first + (k - 1) * base_max) for k in ks)
-
-
-
+        m = _best(graph, hw, cap, ks, schedule, objective, seed, fewest, effort)
+        m.crossbars_budget = budget
+    m.report["min_utilization_met"] = False
+    return m

@@ -61,14 +61,83 @@ class BlockShape:
     weights: int  # cells that hold a weight slice (the rest of the rectangle is empty)
 
 
+@dataclass(frozen=True)
+class BlockClass:
+    """Blocks of one copy that share a shape: indices [start, start + count) of the copy's block order."""
+
+    height: int
+    width: int
+    weights: int  # weight cells of each block
+    count: int
+    start: int
+
+
+def _classes(form: Form, groups: int, rows_g: int, cols_g: int, row_cuts: Sequence[int],
+             col_cuts: Sequence[int]) -> tuple[BlockClass, ...]:
+    """The shape classes of one copy, computed without listing its blocks (a VGG classifier has 50k)."""
+    if form.tiled:
+        heights = [b - a for a, b in zip(row_cuts, row_cuts[1:], strict=False)]
+        widths = [b - a for a, b in zip(col_cuts, col_cuts[1:], strict=False)]
+        shapes = sorted({(h, w) for h in set(heights) for w in set(widths)}, reverse=True)
+        out, start = [], 0
+        for h, w in shapes:
+            n = groups * heights.count(h) * widths.count(w)
+            out.append(BlockClass(h, w, h * w, n, start))
+            start += n
+        return tuple(out)
+    per_block = form.diag * form.stack
+    full, rest = divmod(groups, per_block)
+    out = []
+    if full:
+        out.append(BlockClass(form.diag * rows_g, per_block * cols_g, per_block * rows_g * cols_g, full, 0))
+    if rest:
+        slots = math.ceil(rest / form.stack)
+        out.append(BlockClass(slots * rows_g, rest * cols_g, rest * rows_g * cols_g, 1, full))
+    return tuple(out)
+
+
+def copy_blocks(form: Form, groups: int, rows_g: int, cols_g: int, row_cuts: Sequence[int],
+                col_cuts: Sequence[int]) -> tuple[BlockShape, ...]:
+    """The blocks of one copy, in class order (largest shape first, then group, row tile, column tile).
+
+    The one definition of a layer's blocks: `lower` and a loaded `Mapping` both read it, so a
+    block index means the same block everywhere.
+    """
+    if not form.tiled:
+        per_block = form.diag * form.stack
+        blocks = []
+        for g0 in range(0, groups, per_block):
+            g1 = min(g0 + per_block, groups)
+            n = g1 - g0
+            slots = math.ceil(n / form.stack)
+            blocks.append(BlockShape(g0, g1, 0, rows_g, 0, cols_g, slots * rows_g, n * cols_g, n * rows_g * cols_g))
+        return tuple(blocks)
+    rows = list(zip(row_cuts, row_cuts[1:], strict=False))
+    cols = list(zip(col_cuts, col_cuts[1:], strict=False))
+    blocks = []
+    for cls in _classes(form, groups, rows_g, cols_g, row_cuts, col_cuts):
+        rs = [r for r in rows if r[1] - r[0] == cls.height]
+        cs = [c for c in cols if c[1] - c[0] == cls.width]
+        for g in range(groups):
+            for r0, r1 in rs:
+                for c0, c1 in cs:
+                    blocks.append(BlockShape(g, g + 1, r0, r1, c0, c1, r1 - r0, c1 - c0, (r1 - r0) * (c1 - c0)))
+    return tuple(blocks)
+
+
 @dataclass
 class LoweredLayer:
-    """A layer in one form: its blocks per copy and the MVMs each block does per sample."""
+    """A layer in one form: its blocks per copy and the MVMs each block does per sample.
+
+    Blocks are described by their cuts (tiled forms) or the form (diag/stack forms) and listed only
+    when asked (`blocks`); the compiler and the cost model work on `classes`.
+    """
 
     layer: Layer
     form: Form
     cols_per_weight: int  # the widest weight's columns (all weights' under uniform precision)
-    blocks: tuple[BlockShape, ...]
+    row_cuts: tuple[int, ...]  # tiled forms: row tile boundaries of the group matrix; () otherwise
+    col_cuts: tuple[int, ...]  # tiled forms: physical column tile boundaries; () otherwise
     mvms_per_pixel: int  # sequential MVMs per output pixel per block (the stack width)
     pixels: int
     group_cols: int = 0  # physical columns of one group matrix (0: outputs per group x cols_per_weight)
@@ -78,13 +147,27 @@ class LoweredLayer:
             self.group_cols = self.layer.cols_per_group * self.cols_per_weight
 
     @cached_property
+    def classes(self) -> tuple[BlockClass, ...]:
+        return _classes(self.form, self.layer.groups, self.layer.rows_per_group, self.group_cols,
+                        self.row_cuts, self.col_cuts)
+
+    @cached_property
+    def blocks(self) -> tuple[BlockShape, ...]:
+        return copy_blocks(self.form, self.layer.groups, self.layer.rows_per_group, self.group_cols,
+                           self.row_cuts, self.col_cuts)
+
+    @cached_property
+    def n_blocks(self) -> int:
+        return sum(c.count for c in self.classes)
+
+    @cached_property
     def cells(self) -> int:
         """Rectangle cells of one copy (what packing must find room for)."""
-        return sum(b.height * b.width for b in self.blocks)
+        return sum(c.height * c.width * c.count for c in self.classes)
 
     @cached_property
     def weight_cells(self) -> int:
-        return sum(b.weights for b in self.blocks)
+        return sum(c.weights * c.count for c in self.classes)
 
     def tau(self, copies: int) -> int:
         """MVM cycles a block of this layer is busy per sample with `copies` copies."""
@@ -143,7 +226,7 @@ def _check_bits(layer: Layer, bits: Bits) -> None:
 
 
 def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None, bits: Bits = None) -> LoweredLayer:
-    """Blocks of one copy of `layer` in `form` (default: the DESIGN.md / isaac-like form).
+    """One copy of `layer` in `form` (default: the DESIGN.md / isaac-like form) as crossbar blocks.
 
     `bits`: the layer's weight bits (one, or one per output channel); None: the chip's weight_bits.
     """
@@ -152,32 +235,18 @@ def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None, bits: Bits =
     rows_x, cols_x = hw.crossbar.rows, hw.usable_cols
     cpw = _widest(layer, hw, bits)
     rows_g, cols_g = group_dims(layer, hw, bits)
-    col_step = max(cpw, (cols_x // cpw) * cpw)  # never split one weight's slices across crossbars
-    blocks: list[BlockShape] = []
-    if form.tiled:
-        if bits is not None and not isinstance(bits, int) and layer.groups == 1:
-            widths = [hw.cols_for_bits(b) for b in bits]
-            cols_g = sum(widths)
-            col_tiles = _channel_tiles(widths, cols_x)
-        else:
-            col_tiles = _tile(cols_g, col_step)
-        for g in range(layer.groups):
-            for r0, r1 in _tile(rows_g, rows_x):
-                for c0, c1 in col_tiles:
-                    h, w = r1 - r0, c1 - c0
-                    blocks.append(BlockShape(g, g + 1, r0, r1, c0, c1, h, w, h * w))
-        mvms = 1
+    if not form.tiled:
+        return LoweredLayer(layer, form, cpw, (), (), form.stack, layer.output_pixels, cols_g)
+    if bits is not None and not isinstance(bits, int) and layer.groups == 1:
+        widths = [hw.cols_for_bits(b) for b in bits]
+        cols_g = sum(widths)
+        col_tiles = _channel_tiles(widths, cols_x)
     else:
-        per_block = form.diag * form.stack
-        for g0 in range(0, layer.groups, per_block):
-            g1 = min(g0 + per_block, layer.groups)
-            n = g1 - g0
-            slots = math.ceil(n / form.stack)
-            last = n - (slots - 1) * form.stack  # groups in the last (possibly partial) slot
-            width = ((slots - 1) * form.stack + last) * cols_g
-            blocks.append(BlockShape(g0, g1, 0, rows_g, 0, cols_g, slots * rows_g, width, n * rows_g * cols_g))
-        mvms = form.stack
-    return LoweredLayer(layer, form, cpw, tuple(blocks), mvms, layer.output_pixels, cols_g)
+        col_step = max(cpw, (cols_x // cpw) * cpw)  # never split one weight's slices across crossbars
+        col_tiles = _tile(cols_g, col_step)
+    row_cuts = tuple(r0 for r0, _ in _tile(rows_g, rows_x)) + (rows_g,)
+    col_cuts = tuple(c0 for c0, _ in col_tiles) + (cols_g,)
+    return LoweredLayer(layer, form, cpw, row_cuts, col_cuts, 1, layer.output_pixels, cols_g)
 
 
 def fits_in_crossbar(layer: Layer, hw: HardwareSpec, bits: Bits = None) -> bool:

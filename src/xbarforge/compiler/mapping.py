@@ -1,20 +1,30 @@
 """Mapping: where every block of every copy of every layer lives on the chip.
 
-The Mapping is the compiler's output and the contract with the cost model and the simulator: a
-list of placed blocks (layer, copy, weight rows/columns, groups, crossbar id, row/column offset)
-plus the per-layer choices (form, copies) and the report the cost model computed. It serializes
-to JSON and loads back without the model.
+The Mapping is the compiler's output and the contract with the cost model and the simulator: the
+per-layer choices (form, copies) and where their blocks sit. Placement comes in two shapes:
+
+* `runs`: consecutive crossbars that hold blocks of one layer only, all filled alike. A layer with
+  64 copies of 1200 blocks is one run per block shape, not 76,800 placed blocks, so the compiler
+  and the cost model work in counts and a 25M-weight model compiles as fast as a small one;
+* `placed`: explicit blocks (crossbars shared by several layers, reprogramming rounds, hand-built
+  mappings).
+
+`blocks` lists every block of both (built on first use, for the simulator, the ideal executor and
+plots); the cost model reads runs and placed blocks directly. It serializes to JSON and loads back
+without the model.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from xbarforge.compiler.lower import Form, LoweredLayer
+from xbarforge.compiler.lower import BlockClass, BlockShape, Form, LoweredLayer, _classes, copy_blocks
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,36 @@ class PlacedBlock:
     width: int
     weights: int  # cells holding weight slices
     round: int = 0  # reprogramming round when the model does not fit the budget
+
+
+@dataclass(frozen=True)
+class Run:
+    """`crossbars` consecutive crossbars that hold blocks of one layer only, all filled alike.
+
+    The run places `copies` copies (from `copy0`) of the blocks [block0, block1) of one copy. Its
+    instance i is block `block0 + i % n` of copy `copy0 + i // n` (n = block1 - block0) and sits on
+    crossbar `crossbar0 + i // per_crossbar`, at the offset `slots[i % per_crossbar]`. `turns`: how
+    many of the layer's blocks take turns on its fullest crossbar (the rest fire together).
+    """
+
+    layer: str
+    block0: int
+    block1: int
+    copy0: int
+    copies: int
+    per_crossbar: int
+    slots: tuple[tuple[int, int], ...]
+    crossbar0: int
+    turns: int = 1
+    round: int = 0
+
+    @property
+    def instances(self) -> int:
+        return self.copies * (self.block1 - self.block0)
+
+    @property
+    def crossbars(self) -> int:
+        return math.ceil(self.instances / self.per_crossbar)
 
 
 @dataclass
@@ -56,11 +96,34 @@ class LayerPlan:
     round: int = 0
     preds: list[str] = field(default_factory=list)  # MVM layers it reads from (DAG schedule)
     out_elems: int = 0  # output activations per sample (for buffer and interconnect energy)
+    row_cuts: tuple[int, ...] = ()  # tiled forms: row tile boundaries of the group matrix
+    col_cuts: tuple[int, ...] = ()  # tiled forms: physical column tile boundaries
 
     @property
     def cycles(self) -> int:
         """Layer time in MVM cycles: tau times the blocks that take turns."""
         return self.tau * self.serial
+
+    @cached_property
+    def classes(self) -> tuple[BlockClass, ...]:
+        """Shape classes of one copy's blocks (lower.py's order)."""
+        return _classes(self.form, self.groups, self.rows_per_group, self.cols_per_group, self.row_cuts,
+                        self.col_cuts)
+
+    @cached_property
+    def copy_blocks(self) -> tuple[BlockShape, ...]:
+        """Every block of one copy, as `lower` lists them (block index -> shape)."""
+        return copy_blocks(self.form, self.groups, self.rows_per_group, self.cols_per_group, self.row_cuts,
+                           self.col_cuts)
+
+    def range_totals(self, b0: int, b1: int) -> tuple[int, int]:
+        """(weight cells, rectangle cells) of the blocks [b0, b1) of one copy, from the classes."""
+        weights = cells = 0
+        for c in self.classes:
+            n = max(0, min(b1, c.start + c.count) - max(b0, c.start))
+            weights += n * c.weights
+            cells += n * c.height * c.width
+        return weights, cells
 
     @classmethod
     def from_lowered(cls, low: LoweredLayer, copies: int, preds: list[str] | None = None) -> LayerPlan:
@@ -68,10 +131,10 @@ class LayerPlan:
         layer = low.layer
         return cls(
             name=layer.name, kind=layer.kind, describe=layer.describe(), form=low.form, copies=copies,
-            blocks_per_copy=len(low.blocks), mvms_per_pixel=low.mvms_per_pixel, pixels=low.pixels,
+            blocks_per_copy=low.n_blocks, mvms_per_pixel=low.mvms_per_pixel, pixels=low.pixels,
             rows_per_group=layer.rows_per_group, cols_per_group=low.group_cols,
             groups=layer.groups, tau=low.tau(copies), preds=list(preds or []),
-            out_elems=math.prod(layer.out_shape),
+            out_elems=math.prod(layer.out_shape), row_cuts=low.row_cuts, col_cuts=low.col_cuts,
         )
 
 
@@ -84,7 +147,7 @@ class Mapping:
     crossbar_cols: int
     crossbars_budget: int | None
     layers: list[LayerPlan]
-    blocks: list[PlacedBlock]
+    placed: list[PlacedBlock]  # explicit blocks (shared crossbars, rounds); runs hold the rest
     crossbars_used: int
     rounds: int = 1
     min_crossbars: int | None = None
@@ -95,6 +158,11 @@ class Mapping:
     # mixed precision (xbarforge.quant): weight bits per layer, one number or one per output channel;
     # None = every weight has the chip's precision.weight_bits
     weight_bits: dict[str, int | list[int]] | None = None
+    runs: list[Run] = field(default_factory=list)
+    # does the chip fire blocks of one layer on disjoint rows and columns in one MVM
+    # (HardwareSpec.fires_blocks_together)? Decides how many turns shared placements take.
+    fires_together: bool = False
+    write_cycles: list[int] = field(default_factory=list)  # per reprogramming round (rounds > 1)
     report: dict[str, Any] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerPlan:
@@ -103,12 +171,48 @@ class Mapping:
                 return plan
         raise KeyError(name)
 
+    # ---- every block, expanded from the runs on first use ----
+
+    @property
+    def blocks(self) -> list[PlacedBlock]:
+        """Every placed block (the explicit ones, then the runs' instances in run order)."""
+        if not self.runs:
+            return self.placed
+        if "_expanded" not in self.__dict__:
+            self.__dict__["_expanded"] = [*self.placed, *self.iter_run_blocks()]
+        return self.__dict__["_expanded"]
+
+    def iter_run_blocks(self) -> Iterator[PlacedBlock]:
+        plans = {p.name: p for p in self.layers}
+        for run in self.runs:
+            shapes = plans[run.layer].copy_blocks
+            n = run.block1 - run.block0
+            for i in range(run.instances):
+                c, j = divmod(i, n)
+                b = shapes[run.block0 + j]
+                row, col = run.slots[i % run.per_crossbar]
+                yield PlacedBlock(run.layer, run.copy0 + c, b.group0, b.group1, b.row0, b.row1, b.col0, b.col1,
+                                  run.crossbar0 + i // run.per_crossbar, row, col, b.height, b.width, b.weights,
+                                  run.round)
+
     def blocks_of(self, name: str) -> list[PlacedBlock]:
-        return [b for b in self.blocks if b.layer == name]
+        if "_by_layer" not in self.__dict__:
+            by: dict[str, list[PlacedBlock]] = {}
+            for b in self.blocks:
+                by.setdefault(b.layer, []).append(b)
+            self.__dict__["_by_layer"] = by
+        return self.__dict__["_by_layer"].get(name, [])
+
+    def expanded(self) -> Mapping:
+        """The same mapping with every block explicit (no runs): for tools that edit blocks."""
+        out = replace(self, placed=list(self.blocks), runs=[], report=dict(self.report))
+        return out
 
     @property
     def weight_cells(self) -> int:
-        return sum(b.weights for b in self.blocks)
+        plans = {p.name: p for p in self.layers}
+        runs = sum(r.copies * plans[r.layer].range_totals(r.block0, r.block1)[0] for r in self.runs)
+        return runs + sum(b.weights for b in self.placed)
 
     # ---- JSON ----
 
@@ -121,8 +225,15 @@ class Mapping:
     def from_dict(cls, d: dict[str, Any]) -> Mapping:
         d = dict(d)
         d["input_shape"] = tuple(d["input_shape"])
-        d["layers"] = [LayerPlan(**{**lp, "form": Form(**lp["form"])}) for lp in d["layers"]]
-        d["blocks"] = [PlacedBlock(**b) for b in d["blocks"]]
+        d["layers"] = [
+            LayerPlan(**{**lp, "form": Form(**lp["form"]), "row_cuts": tuple(lp.get("row_cuts", ())),
+                         "col_cuts": tuple(lp.get("col_cuts", ()))})
+            for lp in d["layers"]
+        ]
+        if "blocks" in d:  # files written before runs existed
+            d["placed"] = d.pop("blocks")
+        d["placed"] = [PlacedBlock(**b) for b in d["placed"]]
+        d["runs"] = [Run(**{**r, "slots": tuple(tuple(s) for s in r["slots"])}) for r in d.get("runs", [])]
         return cls(**d)
 
     def save(self, path: str | Path) -> None:

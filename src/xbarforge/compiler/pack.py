@@ -303,6 +303,15 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
                     if not stack:
                         least[layer] = smallest(layer)
                     break
+        if not b.layers:  # nothing passed the window test (a layer busier than the period): force one
+            layer = order[0]
+            hw_ = order_shapes[layer][next(i for i, s in enumerate(order_shapes[layer]) if shapes[layer][s])]
+            it = shapes[layer][hw_].pop()
+            b.place(0, 0, it, period)
+            placements.append(Placement(it.key, len(bins), 0, 0))
+            left[layer] -= it.h * it.w
+            if not shapes[layer][hw_]:
+                least[layer] = smallest(layer)
         bins.append(b)
     return placements, bins
 
@@ -381,3 +390,83 @@ def repair_windows(
         for x in xs:
             scheduled[x].append((t % period, t_l))
     return placed
+
+
+# ------------------------------------------------------------------------------------------------
+# packing in counts: identical crossbars filled alike, for one copy of a whole model
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BinType:
+    """`count` identical crossbars, each holding the blocks `content` (key, row, col) and the free
+    rectangles `free`. Packing shapes into bin types costs in the number of distinct shapes, not
+    of blocks: a VGG-16 on ISAAC's crossbars (70,000 blocks) packs as fast as a LeNet."""
+
+    count: int
+    free: list[tuple[int, int, int, int]]
+    content: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def _fill(free: list[tuple[int, int, int, int]], h: int, w: int, limit: int
+          ) -> tuple[list[tuple[int, int]], list[tuple[int, int, int, int]]]:
+    """Place up to `limit` h x w blocks into one crossbar's free rectangles (MaxRects, best short side)."""
+    scratch = Bin(0, 0)
+    scratch.free = list(free)
+    scratch.free_cells = sum(f[2] * f[3] for f in free)
+    scratch.largest = (max((f[2] for f in free), default=0), max((f[3] for f in free), default=0))
+    spots: list[tuple[int, int]] = []
+    probe = Item(0, h, w, 0)
+    while len(spots) < limit and scratch.may_fit(h, w):
+        fit = scratch.best_fit(h, w)
+        if fit is None:
+            break
+        scratch.place(fit[1], fit[2], probe, None)
+        spots.append((fit[1], fit[2]))
+    return spots, scratch.free
+
+
+def pack_counts(shapes: list[tuple[int, int, int]], rows: int, cols: int) -> list[BinType]:
+    """First-fit decreasing of blocks given as (key, h, w) groups of identical shape, into bin types.
+
+    `shapes[i] = (count, h, w)`; content keys are indices into `shapes`. Blocks of one key placed in
+    a bin type are numbered in bin-type order, so callers can hand them out in that order.
+    """
+    types: list[BinType] = []
+    order = sorted(range(len(shapes)), key=lambda i: (-shapes[i][1], -shapes[i][2], i))
+    for key in order:
+        n, h, w = shapes[key]
+        if h > rows or w > cols:
+            raise ValueError(f"block {h}x{w} is larger than a {rows}x{cols} crossbar")
+        i = 0
+        while n and i < len(types):
+            bt = types[i]
+            spots, free = _fill(bt.free, h, w, n)
+            k = len(spots)
+            if not k:
+                i += 1
+                continue
+            full = min(bt.count, n // k)
+            done: list[BinType] = []
+            if full:
+                done.append(BinType(full, free, [*bt.content, *((key, r, c) for r, c in spots)]))
+                n -= full * k
+            rest = bt.count - full
+            if rest and 0 < n < k:  # one more crossbar of this type takes the last few
+                spots_r, free_r = _fill(bt.free, h, w, n)
+                done.append(BinType(1, free_r, [*bt.content, *((key, r, c) for r, c in spots_r)]))
+                n, rest = 0, rest - 1
+            if rest:
+                done.append(BinType(rest, bt.free, bt.content))
+            types[i:i + 1] = done
+            i += len(done)
+        if n:
+            spots, free = _fill([(0, 0, rows, cols)], h, w, n)
+            k = len(spots)
+            full, rem = divmod(n, k)
+            if full:
+                types.append(BinType(full, free, [(key, r, c) for r, c in spots]))
+            if rem:
+                spots_r, free_r = _fill([(0, 0, rows, cols)], h, w, rem)
+                types.append(BinType(1, free_r, [(key, r, c) for r, c in spots_r]))
+    return types

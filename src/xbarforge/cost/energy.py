@@ -47,7 +47,9 @@ class Energy:
         return sum(self.per_layer[name].values())
 
 
-def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> Energy:
+def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: float) -> Energy:
+    """Energy per inference: every block of one copy does the layer's MVMs (copies split them), so
+    the dynamic part depends on the layers' forms only, read from their block classes."""
     e = hw.energy
     cyc = hw.input_cycles
     cells = hw.crossbar.rows * hw.crossbar.cols
@@ -55,10 +57,6 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> En
     mixed = mapping.weight_bits or {}
     ref_cols = 1 if hw.crossbar.encoding == "offset" else 0  # the reference column is read every MVM
     per_layer: dict[str, dict[str, float]] = {}
-    blocks_by_layer: dict[str, list] = {}
-    for b in mapping.blocks:
-        if b.copy == 0:
-            blocks_by_layer.setdefault(b.layer, []).append(b)
     for lp in mapping.layers:
         comps = dict.fromkeys(COMPONENTS[:-1], 0.0)
         row_tiles = -(-lp.rows_per_group // hw.crossbar.rows)
@@ -71,13 +69,14 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: int) -> En
             cpw = hw.cols_for_bits(bits)
         else:  # the layer's mean columns per weight: w_read / cpw is then its output channels read
             cpw = sum(hw.cols_for_bits(b) for b in bits) / len(bits)
-        for b in blocks_by_layer.get(lp.name, []):
-            w_read = b.width / lp.mvms_per_pixel + ref_cols
-            comps["crossbar"] += mvms * e.xbar_read_pj * (b.height * b.width) / cells * cyc
-            comps["dac"] += mvms * b.height * cyc * e.dac_pj
-            comps["adc"] += mvms * w_read * cyc * e.adc_pj
-            comps["shift_add"] += mvms * w_read * cyc * e.shift_add_pj
-            comps["buffer"] += mvms * (b.height * a + w_read / cpw * psum_bits) / 8 * e.buffer_pj_per_byte
+        for c in lp.classes:
+            n = mvms * c.count
+            w_read = c.width / lp.mvms_per_pixel + ref_cols
+            comps["crossbar"] += n * e.xbar_read_pj * (c.height * c.width) / cells * cyc
+            comps["dac"] += n * c.height * cyc * e.dac_pj
+            comps["adc"] += n * w_read * cyc * e.adc_pj
+            comps["shift_add"] += n * w_read * cyc * e.shift_add_pj
+            comps["buffer"] += n * (c.height * a + w_read / cpw * psum_bits) / 8 * e.buffer_pj_per_byte
         comps["interconnect"] = lp.out_elems * a / 8 * e.interconnect_pj_per_byte
         per_layer[lp.name] = comps
     leak = e.leakage_mw_per_crossbar * mapping.crossbars_used * period_cycles * hw.mvm_ns

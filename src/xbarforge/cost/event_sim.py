@@ -19,8 +19,8 @@ Every (sample i, MVM layer l) is a job of T_l = `LayerPlan.cycles` cycles. A job
 
 ``mode="asap"`` drops the release rules: jobs start as soon as dependencies and crossbars allow.
 
-Rounds (reprogramming) run one after another: all k samples through round 0, then round 1, ...;
-reprogramming time is excluded, as in `xbarforge.cost.latency`. A layer runs in every round that
+Rounds (reprogramming) run one after another: all k samples through round 0, then round 1, ...,
+each after its crossbars are written (`Mapping.write_cycles`), as in `xbarforge.cost.latency`. A layer runs in every round that
 holds one of its blocks (a layer split over two rounds runs in both, T_l each time) and needs the
 crossbars of its blocks in that round.
 
@@ -45,7 +45,7 @@ from typing import Any
 import simpy
 
 from xbarforge.compiler.mapping import Mapping
-from xbarforge.cost.latency import RoundTiming, Timing, mapping_timing
+from xbarforge.cost.latency import RoundTiming, Timing, mapping_timing, round_layers
 
 MODES = ("static", "asap")
 SCHEDULES = ("sequential", "periodic", "batched", "ordered", "pipelined")
@@ -87,15 +87,13 @@ class _Plan:
 
 
 def _rounds(mapping: Mapping, schedule: str) -> list[_Round]:
-    """Layers, times, dependencies and contended crossbars of every round, read from the blocks:
-    a layer runs in every round that holds one of its blocks, on that round's crossbars."""
-    per_round: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    for b in mapping.blocks:
-        per_round[b.round][b.layer].add(b.crossbar)
+    """Layers, times, dependencies and contended crossbars of every round, as the latency model reads
+    them (`round_layers`): a layer runs in every round that holds one of its blocks, on that round's
+    crossbars; a run's private crossbars stand as one id (nobody else can wait for them)."""
     plans = {lp.name: lp for lp in mapping.layers}
     out = []
-    for r in sorted(per_round):
-        names = [lp.name for lp in mapping.layers if lp.name in per_round[r]]
+    for rl in round_layers(mapping):
+        names = rl.names
         in_round = set(names)
         if schedule == "chain":
             deps = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
@@ -103,13 +101,13 @@ def _rounds(mapping: Mapping, schedule: str) -> list[_Round]:
             deps = {n: [p for p in plans[n].preds if p in in_round] for n in names}
         users: dict[int, list[str]] = defaultdict(list)
         for n in names:
-            for x in per_round[r][n]:
+            for x in rl.crossbars[n]:
                 users[x].append(n)
         shared: dict[str, list[int]] = {n: [] for n in names}
         for x in _contended(users):
             for n in users[x]:
                 shared[n].append(x)
-        out.append(_Round(names, {n: plans[n].cycles for n in names}, deps, shared))
+        out.append(_Round(names, dict(rl.cycles), deps, shared))
     return out
 
 
@@ -146,9 +144,10 @@ def _plan(rt: RoundTiming, k: int) -> _Plan:
 class _Sim:
     """One SimPy environment running the rounds of a mapping one after another."""
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, writes: list[int] | None = None) -> None:
         self.env = simpy.Environment()
         self.k = k
+        self.writes = writes or []  # write cycles before each round (reprogramming)
         self.wait = 0.0
         self.layer_wait: dict[str, float] = defaultdict(float)
         self.layer_finish: dict[str, int] = {}
@@ -161,7 +160,9 @@ class _Sim:
         self.env.run()
 
     def _all_rounds(self, rounds: list[_Round], plans: list[_Plan]) -> Generator[Any, Any, None]:
-        for rd, plan in zip(rounds, plans, strict=True):
+        for r, (rd, plan) in enumerate(zip(rounds, plans, strict=True)):
+            if self.writes:  # the round's crossbars are written before it computes
+                yield self.env.timeout(self.writes[r])
             t0 = self.env.now
             self.round_wait.append(0.0)
             yield from self._round(rd, plan)
@@ -253,7 +254,7 @@ def simulate(mapping: Mapping, k: int, mode: str = "static", schedule: str | Non
         plans = [_plan(rt, k) for rt in timing.rounds]
     else:
         plans = [_Plan("asap") for _ in rounds]
-    sim = _Sim(k)
+    sim = _Sim(k, list(mapping.write_cycles) if mapping.rounds > 1 else None)
     sim.run(rounds, plans)
     return SimResult(
         cycles=int(sim.env.now), crossbar_wait_cycles=int(sim.wait), jobs=sim.jobs, mode=mode, k=k,

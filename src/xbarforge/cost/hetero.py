@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xbarforge.compiler.compile import isaac_like
-from xbarforge.compiler.estimate import signature
+from xbarforge.compiler.frontier import signature
 from xbarforge.cost.area import chip_area_mm2
 from xbarforge.cost.energy import mapping_energy
 from xbarforge.cost.latency import mapping_timing, pipeline_cycles

@@ -184,19 +184,33 @@ class RoundTiming:
 class Timing:
     rounds: list[RoundTiming]
     schedule: str
+    write_cycles: list[int] = field(default_factory=list)  # per round, when the chip is reprogrammed
 
     def cycles(self, k: int) -> int:
-        """MVM cycles for k samples (rounds run one after another, reprogramming excluded)."""
-        return sum(r.cycles_for(k) for r in self.rounds)
+        """MVM cycles for k samples: rounds one after another, each after writing its crossbars."""
+        return sum(r.cycles_for(k) for r in self.rounds) + sum(self.write_cycles)
 
     @property
     def period(self) -> int:
         """Steady-state cycles per sample (sum over rounds when the model is reprogrammed)."""
         return sum(r.period for r in self.rounds)
 
+    def interval(self, k: int) -> float:
+        """Cycles between samples when k stream through the schedule that gives latency(k):
+        (latency(k) - latency(1)) / (k - 1); the steady-state period when k = 1. Throughput is its
+        inverse, so it comes from the same schedule as the latency."""
+        if k <= 1:
+            return float(self.period) + sum(self.write_cycles)
+        return (self.cycles(k) - self.cycles(1)) / (k - 1)
+
     @property
     def layer_cycles(self) -> dict[str, int]:
-        return {name: c for r in self.rounds for name, c in r.cycles.items()}
+        """Cycles per sample of each layer (summed over the rounds a split layer runs in)."""
+        out: dict[str, int] = defaultdict(int)
+        for r in self.rounds:
+            for name, c in r.cycles.items():
+                out[name] += c
+        return dict(out)
 
 
 def _periodic_offsets(rt: RoundTiming, period: int) -> tuple[int, dict[str, int], int]:
@@ -287,23 +301,70 @@ def pipeline_cycles(layer_cycles: Sequence[float], k: int) -> float:
 
 
 def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
+    """Every crossbar holding a block of each layer (all rounds), from the runs and placed blocks."""
     out: dict[str, set[int]] = defaultdict(set)
-    for b in mapping.blocks:
+    for run in mapping.runs:
+        out[run.layer].update(range(run.crossbar0, run.crossbar0 + run.crossbars))
+    for b in mapping.placed:
         out[b.layer].add(b.crossbar)
     return {name: sorted(xs) for name, xs in out.items()}
 
 
+@dataclass
+class RoundLayers:
+    """What one reprogramming round runs: per layer, its cycles in the round and the crossbars that can
+    make it wait (those it shares with other layers; a run's private crossbars stand as one id)."""
+
+    names: list[str]
+    cycles: dict[str, int]
+    crossbars: dict[str, list[int]]
+
+
+def _turns(blocks: list, fires_together: bool) -> int:
+    if not fires_together:
+        return len(blocks)
+    colours: list[list] = []
+    for b in blocks:
+        for col in colours:
+            if all(not (b.row_offset < o.row_offset + o.height and o.row_offset < b.row_offset + b.height
+                        or b.col_offset < o.col_offset + o.width and o.col_offset < b.col_offset + b.width)
+                   for o in col):
+                col.append(b)
+                break
+        else:
+            colours.append([b])
+    return len(colours)
+
+
+def round_layers(mapping: Mapping) -> list[RoundLayers]:
+    """Per round, the layers it runs and their cycles: tau x the turns of the layer's blocks in that
+    round (a layer split over rounds runs its part in each, with that part's turns)."""
+    turns: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(lambda: 1))
+    xbars: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for run in mapping.runs:
+        t = turns[run.round]
+        t[run.layer] = max(t[run.layer], run.turns)
+        xbars[run.round][run.layer].add(run.crossbar0)
+    groups: dict[tuple[int, str, int], list] = defaultdict(list)
+    for b in mapping.placed:
+        groups[(b.round, b.layer, b.crossbar)].append(b)
+        xbars[b.round][b.layer].add(b.crossbar)
+    for (r, name, _), bs in groups.items():
+        t = turns[r]
+        t[name] = max(t[name], _turns(bs, mapping.fires_together))
+    out = []
+    for r in sorted(xbars):
+        names = [lp.name for lp in mapping.layers if lp.name in xbars[r]]
+        cycles = {lp.name: lp.tau * turns[r][lp.name] for lp in mapping.layers if lp.name in xbars[r]}
+        out.append(RoundLayers(names, cycles, {n: sorted(xbars[r][n]) for n in names}))
+    return out
+
+
 def mapping_timing(mapping: Mapping, schedule: str | None = None) -> Timing:
-    """Timing of every reprogramming round; a layer whose blocks span two rounds runs in both."""
+    """Timing of every reprogramming round, with the write time of each round when there are several."""
     schedule = schedule or mapping.schedule
-    cycles = {lp.name: lp.cycles for lp in mapping.layers}
     preds = {lp.name: lp.preds for lp in mapping.layers}
-    per_round: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-    for b in mapping.blocks:
-        per_round[b.round][b.layer].add(b.crossbar)
-    rounds = []
-    for r in sorted(per_round):
-        names = [lp.name for lp in mapping.layers if lp.name in per_round[r]]
-        xbars = {name: sorted(per_round[r][name]) for name in names}
-        rounds.append(round_timing(names, cycles, preds, xbars, schedule, mapping.period_hint))
-    return Timing(rounds, schedule)
+    rounds = [round_timing(rl.names, rl.cycles, preds, rl.crossbars, schedule, mapping.period_hint)
+              for rl in round_layers(mapping)]
+    writes = list(mapping.write_cycles) if mapping.rounds > 1 else []
+    return Timing(rounds, schedule, writes)

@@ -19,11 +19,33 @@ from xbarforge.cost.latency import mapping_timing
 from xbarforge.hardware.spec import HardwareSpec
 
 
+def layer_occupancy(mapping: Mapping) -> dict[str, tuple[int, int]]:
+    """Per layer: (crossbars holding its blocks, weight cells held on those crossbars by any layer)."""
+    plans = {lp.name: lp for lp in mapping.layers}
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for run in mapping.runs:
+        o = out[run.layer]
+        o[0] += run.crossbars
+        o[1] += run.copies * plans[run.layer].range_totals(run.block0, run.block1)[0]
+    held: dict[tuple[int, int], int] = defaultdict(int)
+    xbars: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for b in mapping.placed:
+        held[(b.round, b.crossbar)] += b.weights
+        xbars[b.layer].add((b.round, b.crossbar))
+    for name, mine in xbars.items():
+        o = out[name]
+        o[0] += len(mine)
+        o[1] += sum(held[x] for x in mine)
+    return {name: (o[0], o[1]) for name, o in out.items()}
+
+
 def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int, ...] = (1,)) -> dict[str, Any]:
     """Cost of one mapping (no baseline)."""
     timing = mapping_timing(mapping)
     ns = hw.mvm_ns
-    energy = mapping_energy(mapping, hw, timing.period)
+    top = max(samples)
+    interval = timing.interval(top)
+    energy = mapping_energy(mapping, hw, interval)
     area = chip_area_mm2(hw, mapping.crossbars_used)
     cells = hw.crossbar.rows * hw.crossbar.cols
     weight_cells = mapping.weight_cells
@@ -31,16 +53,10 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     counted = (mapping.crossbars_budget or mapping.crossbars_used) * mapping.rounds
     lat = {str(k): timing.cycles(k) * ns for k in samples}
     layer_cycles = timing.layer_cycles
-    # per-layer utilization: how full the crossbars holding the layer's blocks are (all layers' weights)
-    held: dict[tuple[int, int], int] = defaultdict(int)
-    xbars: dict[str, set[tuple[int, int]]] = defaultdict(set)
-    for b in mapping.blocks:
-        held[(b.round, b.crossbar)] += b.weights
-        xbars[b.layer].add((b.round, b.crossbar))
+    occupancy = layer_occupancy(mapping)
     layers = []
     for lp in mapping.layers:
-        mine = xbars.get(lp.name, set())
-        fill = sum(held[x] for x in mine) / (len(mine) * cells) if mine else 0.0
+        n, held = occupancy.get(lp.name, (0, 0))
         layers.append(
             {
                 "name": lp.name,
@@ -48,8 +64,8 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
                 "form": lp.form.label(),
                 "blocks": lp.blocks_per_copy * lp.copies,
                 "copies": lp.copies,
-                "crossbars": len(mine),
-                "utilization": fill,
+                "crossbars": n,
+                "utilization": held / (n * cells) if n else 0.0,
                 "cycles": layer_cycles[lp.name],
                 "serial": lp.serial,
                 "time_ns": layer_cycles[lp.name] * ns,
@@ -57,7 +73,6 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
                 "round": lp.round,
             }
         )
-    period_ns = timing.period * ns
     first_ns = timing.cycles(1) * ns
     energy_pj = energy.total_pj
     return {
@@ -71,8 +86,11 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         # which static schedule gives latency(k): sequential, periodic, batched, ordered or pipelined
         "schedule_used": {str(k): "+".join(r.schedule_for(k) for r in timing.rounds) for k in samples},
         "latency_ns": lat,
-        "period_cycles": timing.period,
-        "throughput_per_s": 1e9 / period_ns if period_ns else 0.0,
+        "write_ns": sum(timing.write_cycles) * ns,
+        # cycles between samples in the schedule that gives latency(max k); throughput is its inverse
+        "period_cycles": interval,
+        "throughput_per_s": 1e9 / (interval * ns) if interval else 0.0,
+        "throughput_samples": top,
         "energy_pj": energy_pj,
         "energy_by_component_pj": energy.by_component,
         "area_mm2": area,
