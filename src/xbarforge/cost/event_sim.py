@@ -20,9 +20,9 @@ Every (sample i, MVM layer l) is a job of T_l = `LayerPlan.cycles` cycles. A job
 ``mode="asap"`` drops the release rules: jobs start as soon as dependencies and crossbars allow.
 
 Rounds (reprogramming) run one after another: all k samples through round 0, then round 1, ...,
-each after its crossbars are written (`Mapping.write_cycles`), as in `xbarforge.cost.latency`. A layer runs in every round that
-holds one of its blocks (a layer split over two rounds runs in both, T_l each time) and needs the
-crossbars of its blocks in that round.
+each after its crossbars are written (`Mapping.write_cycles`), as in `xbarforge.cost.latency`. A
+layer runs in every round that holds one of its blocks (a layer split over two rounds runs its part
+in each, with that part's turns) and needs the crossbars of its blocks in that round.
 
 Only crossbars that can ever make a job wait become Resources (`_contended`): not one private to
 a layer, nor one whose layers all use a lower-id crossbar too. This keeps the simulation small and
