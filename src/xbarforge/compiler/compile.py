@@ -28,11 +28,11 @@ import numpy as np
 from xbarforge.compiler.allocate import allocate
 from xbarforge.compiler.frontier import Frontier, ParetoSet, frontier, pareto
 from xbarforge.compiler.lower import LoweredLayer, default_form, lower
-from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock, Run
+from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock, Run, Share, SharedRun
 from xbarforge.compiler.pack import pack_counts
 from xbarforge.compiler.pool import Pool, Shareable, pack_pool, pooled_points, shareable
 from xbarforge.cost.bounds import period_bound
-from xbarforge.cost.latency import mapping_timing
+from xbarforge.cost.latency import mapping_timing, round_turns
 from xbarforge.errors import CompileError
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
@@ -164,29 +164,33 @@ WIDEST = 0.5  # first guess at the pool's crossbars (share of the budget): a lay
 
 
 def _allocate(ctx: _Context, budget: int, cap: float, fill: float, widest: float
-              ) -> tuple[dict[int, int], dict[int, int], list[int]] | None:
-    """One allocation: (frontier point per own layer, copies per pooled layer, times), or None."""
+              ) -> tuple[dict[int, int], dict[int, int], list[int], float] | None:
+    """One allocation: (frontier point per own layer, copies per pooled layer, times, crossbars planned
+    for the pool), or None."""
     opts = ctx.options(cap, fill, widest)
     picked = allocate(opts, budget, cap)
     if picked is None:
         return None
     choice: dict[int, int] = {}
     pooled: dict[int, int] = {}
+    share = 0.0
     for i, (o, j) in enumerate(zip(opts, picked, strict=True)):
         if isinstance(o, _Options) and o.kind[j] == 1:
             pooled[i] = int(o.ref[j])
+            share += float(o.x[j]) - pooled[i] * ctx.shares[i].big
         else:
             choice[i] = int(o.ref[j]) if isinstance(o, _Options) else j
-    return choice, pooled, [int(o.t[j]) for o, j in zip(opts, picked, strict=True)]
+    return choice, pooled, [int(o.t[j]) for o, j in zip(opts, picked, strict=True)], share
 
 
 def _period(ctx: _Context, cap: float, times: Sequence[int], pooled: bool) -> tuple[int, int | None]:
     """(period, window): pooled layers keep their windows apart modulo the cap their crossbar time
-    was planned for (no windows when samples go one at a time; without a cap, the slowest layer)."""
+    was planned for. Without a cap (the plan for one sample at a time) there are no windows: the
+    latency model schedules what sharing costs when samples stream."""
     slowest = max(times)
-    if not pooled or max(ctx.ks) == 1:
+    if not pooled or math.isinf(cap) or max(ctx.ks) == 1:
         return slowest, None
-    window = slowest if math.isinf(cap) else max(slowest, int(cap))
+    window = max(slowest, int(cap))
     return window, window
 
 
@@ -195,7 +199,7 @@ def _estimate(ctx: _Context, budget: int, cap: float) -> _Plan | None:
     got = _allocate(ctx, budget, cap, PLAN_FILL, budget * WIDEST)
     if got is None:
         return None
-    choice, pooled, times = got
+    choice, pooled, times, _ = got
     period, _ = _period(ctx, cap, times, bool(pooled))
     plan = _Plan(cap, choice, None, pooled, times, budget, period)
     plan.score = ctx.score(times, period)
@@ -207,14 +211,14 @@ def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False) -> _Plan |
     blocks) in the shared pool, whichever the allocation prefers. The pool is then packed for real,
     its layers' windows kept apart at the plan's period so sharing never delays the schedule
     (`soft`: kept apart where the packing can, which needs fewer crossbars; the latency model
-    then charges the delays). When the packing overflows the budget, the allocation is redone on
-    a budget smaller by the overflow, until the plan fits."""
-    room = budget
+    then charges the delays). When the packing overflows the budget, the allocation is redone with
+    the pool priced at what packing achieved (and, if need be, on a smaller budget) until it fits."""
+    room, fill = budget, PLAN_FILL
     for _ in range(REFITS):
-        got = _allocate(ctx, room, cap, PLAN_FILL, room * WIDEST)
+        got = _allocate(ctx, room, cap, fill, room * WIDEST)
         if got is None:
             return None
-        choice, pooled, times = got
+        choice, pooled, times, share = got
         period, window = _period(ctx, cap, times, bool(pooled))
         own = sum(int(ctx.frontiers[i].x[j]) for i, j in choice.items())
         pool = None
@@ -232,7 +236,9 @@ def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False) -> _Plan |
             plan = _Plan(cap, choice, pool, pooled, times, used, period, soft=soft)
             plan.score = ctx.score(times, period)
             return plan
-        room -= used - budget
+        # price the pool at the fill packing reached; what that does not absorb comes off the budget
+        fill *= max(0.3, min(0.97, share / max(pool.crossbars, 1))) if pool is not None else 1.0
+        room -= (used - budget + 1) // 2
         if room < 1:
             return None
     return None
@@ -326,20 +332,23 @@ def _build(ctx: _Context, plan: _Plan, budget: int | None, schedule: str, object
             assert sh is not None
             copies = plan.pooled[i]
             lp = LayerPlan.from_lowered(sh.low, copies, preds[layer.name])
-            small = set(sh.small)
-            for cls in sh.low.classes:
-                big = [b for b in range(cls.start, cls.start + cls.count) if b not in small]
-                if big:
-                    runs.append(Run(layer.name, big[0], big[-1] + 1, 0, copies, 1, ((0, 0),), x, 1))
-                    x += len(big) * copies
+            for k, cls in enumerate(sh.low.classes):
+                if k not in sh.classes:  # blocks that fill a crossbar keep their own
+                    runs.append(Run(layer.name, cls.start, cls.start + cls.count, 0, copies, 1, ((0, 0),), x, 1))
+                    x += cls.count * copies
         plans.append(lp)
+    shared: list[SharedRun] = []
     if plan.pool is not None:
-        for pb in plan.pool.blocks:
-            low = ctx.defaults[pb.layer]
-            placed.append(_placed(low.name, low, pb.block, x + pb.crossbar, pb.row, pb.col, copy=pb.copy))
-        _set_serial(plans, placed, hw)
-        x += plan.pool.crossbars
+        for pat in plan.pool.patterns:
+            shares = []
+            for li, k, inst, row, col in pat.entries:
+                cls = ctx.defaults[li].classes[k]
+                shares.append(Share(layers[li].name, cls.start, cls.start + cls.count, inst, row, col))
+            shared.append(SharedRun(x, pat.count, tuple(shares)))
+            x += pat.count
     m = _mapping(graph, hw, plans, placed, runs, x, budget, schedule, objective, seed, fewest=fewest)
+    m.shared = shared
+    _set_serial(m)
     m.period_hint = plan.period if plan.pool is not None and max(ctx.ks) > 1 else None
     m.report["plan"] = {"label": plan.label, "period_cap_cycles": None if math.isinf(plan.cap) else int(plan.cap),
                         "pooled_layers": len(plan.pooled), "shared_crossbars": plan.pool.crossbars if plan.pool else 0}
@@ -439,39 +448,20 @@ def _packed_copy(graph: LayerGraph, hw: HardwareSpec, lows: list[LoweredLayer], 
                 taken[key] += 1
                 placed.append(_placed(lows[li].name, lows[li], b, x, row, col))
             x += 1
-    _set_serial(plans, placed, hw)
-    return _mapping(graph, hw, plans, placed, [], x, budget, schedule, objective, seed, fewest=fewest)
+    m = _mapping(graph, hw, plans, placed, [], x, budget, schedule, objective, seed, fewest=fewest)
+    _set_serial(m)
+    return m
 
 
-def _set_serial(plans: list[LayerPlan], placed: list[PlacedBlock], hw: HardwareSpec) -> None:
-    """Serial turns of explicitly placed blocks: blocks of a layer sharing a crossbar (and, where the
-    chip fires disjoint blocks together, sharing rows or columns) take turns."""
-    by: dict[tuple[str, int, int], list[PlacedBlock]] = defaultdict(list)
-    for b in placed:
-        by[(b.layer, b.round, b.crossbar)].append(b)
-    index = {p.name: p for p in plans}
-    for (name, _, _), bs in by.items():
-        turns = _colours(bs) if hw.fires_blocks_together else len(bs)
-        index[name].serial = max(index[name].serial, turns)
-
-
-def _colours(blocks: list[PlacedBlock]) -> int:
-    """Greedy colouring: blocks sharing rows or columns of a crossbar cannot fire in one MVM."""
-    colours: list[list[PlacedBlock]] = []
-    for b in blocks:
-        for col in colours:
-            if all(not _shares_lines(b, o) for o in col):
-                col.append(b)
-                break
-        else:
-            colours.append([b])
-    return len(colours)
-
-
-def _shares_lines(a: PlacedBlock, b: PlacedBlock) -> bool:
-    rows = a.row_offset < b.row_offset + b.height and b.row_offset < a.row_offset + a.height
-    cols = a.col_offset < b.col_offset + b.width and b.col_offset < a.col_offset + a.width
-    return rows or cols
+def _set_serial(m: Mapping) -> None:
+    """Each layer's serial turns: the most its blocks take on one crossbar, as the latency model counts
+    them (blocks of a layer sharing a crossbar take turns unless the chip fires them together)."""
+    turns: dict[str, int] = {}
+    for rl in round_turns(m):
+        for name, t in rl.items():
+            turns[name] = max(turns.get(name, 1), t)
+    for lp in m.layers:
+        lp.serial = turns.get(lp.name, lp.serial)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -70,14 +70,17 @@ def grid_of(cls: BlockClass, hw: HardwareSpec) -> Grid:
     return Grid(a, b, min(a, b) if hw.fires_blocks_together else 1)
 
 
+@lru_cache(maxsize=4096)
 def copy_counts(pixels: int) -> np.ndarray:
-    """The fewest copies for each distinct value of ceil(pixels / copies), ascending."""
+    """The fewest copies for each distinct value of ceil(pixels / copies), ascending (read-only)."""
     out, c = [], 1
     while True:
         out.append(c)
         q = math.ceil(pixels / c)
         if q == 1:
-            return np.asarray(out, dtype=np.int64)
+            arr = np.asarray(out, dtype=np.int64)
+            arr.flags.writeable = False
+            return arr
         c = math.ceil(pixels / (q - 1))
 
 

@@ -76,6 +76,30 @@ class Run:
         return math.ceil(self.instances / self.per_crossbar)
 
 
+@dataclass(frozen=True)
+class Share:
+    """One layer's block on every crossbar of a `SharedRun`: on the run's j-th crossbar, at (row, col),
+    sits instance `instance0 + j` of the blocks [block0, block1) of the layer's copies (instance i is
+    block `block0 + i % n` of copy `i // n`, n = block1 - block0)."""
+
+    layer: str
+    block0: int
+    block1: int
+    instance0: int
+    row: int
+    col: int
+
+
+@dataclass(frozen=True)
+class SharedRun:
+    """`crossbars` consecutive crossbars filled alike with blocks of several layers (`shares`)."""
+
+    crossbar0: int
+    crossbars: int
+    shares: tuple[Share, ...]
+    round: int = 0
+
+
 @dataclass
 class LayerPlan:
     """What the compiler decided for one MVM layer."""
@@ -159,6 +183,7 @@ class Mapping:
     # None = every weight has the chip's precision.weight_bits
     weight_bits: dict[str, int | list[int]] | None = None
     runs: list[Run] = field(default_factory=list)
+    shared: list[SharedRun] = field(default_factory=list)
     # does the chip fire blocks of one layer on disjoint rows and columns in one MVM
     # (HardwareSpec.fires_blocks_together)? Decides how many turns shared placements take.
     fires_together: bool = False
@@ -175,8 +200,8 @@ class Mapping:
 
     @property
     def blocks(self) -> list[PlacedBlock]:
-        """Every placed block (the explicit ones, then the runs' instances in run order)."""
-        if not self.runs:
+        """Every placed block (the explicit ones, then the runs' and shared runs' instances)."""
+        if not self.runs and not self.shared:
             return self.placed
         if "_expanded" not in self.__dict__:
             self.__dict__["_expanded"] = [*self.placed, *self.iter_run_blocks()]
@@ -184,16 +209,24 @@ class Mapping:
 
     def iter_run_blocks(self) -> Iterator[PlacedBlock]:
         plans = {p.name: p for p in self.layers}
+
+        def block(name: str, copy: int, index: int, crossbar: int, row: int, col: int, round_: int) -> PlacedBlock:
+            b = plans[name].copy_blocks[index]
+            return PlacedBlock(name, copy, b.group0, b.group1, b.row0, b.row1, b.col0, b.col1, crossbar, row, col,
+                               b.height, b.width, b.weights, round_)
+
         for run in self.runs:
-            shapes = plans[run.layer].copy_blocks
             n = run.block1 - run.block0
             for i in range(run.instances):
                 c, j = divmod(i, n)
-                b = shapes[run.block0 + j]
                 row, col = run.slots[i % run.per_crossbar]
-                yield PlacedBlock(run.layer, run.copy0 + c, b.group0, b.group1, b.row0, b.row1, b.col0, b.col1,
-                                  run.crossbar0 + i // run.per_crossbar, row, col, b.height, b.width, b.weights,
-                                  run.round)
+                yield block(run.layer, run.copy0 + c, run.block0 + j, run.crossbar0 + i // run.per_crossbar, row, col,
+                            run.round)
+        for sr in self.shared:
+            for x in range(sr.crossbars):
+                for s in sr.shares:
+                    c, j = divmod(s.instance0 + x, s.block1 - s.block0)
+                    yield block(s.layer, c, s.block0 + j, sr.crossbar0 + x, s.row, s.col, sr.round)
 
     def blocks_of(self, name: str) -> list[PlacedBlock]:
         if "_by_layer" not in self.__dict__:
@@ -205,14 +238,14 @@ class Mapping:
 
     def expanded(self) -> Mapping:
         """The same mapping with every block explicit (no runs): for tools that edit blocks."""
-        out = replace(self, placed=list(self.blocks), runs=[], report=dict(self.report))
-        return out
+        return replace(self, placed=list(self.blocks), runs=[], shared=[], report=dict(self.report))
 
     @property
     def weight_cells(self) -> int:
         plans = {p.name: p for p in self.layers}
         runs = sum(r.copies * plans[r.layer].range_totals(r.block0, r.block1)[0] for r in self.runs)
-        return runs + sum(b.weights for b in self.placed)
+        shared = sum(sr.crossbars * shared_weights(plans[s.layer], s) for sr in self.shared for s in sr.shares)
+        return runs + shared + sum(b.weights for b in self.placed)
 
     # ---- JSON ----
 
@@ -234,6 +267,8 @@ class Mapping:
             d["placed"] = d.pop("blocks")
         d["placed"] = [PlacedBlock(**b) for b in d["placed"]]
         d["runs"] = [Run(**{**r, "slots": tuple(tuple(s) for s in r["slots"])}) for r in d.get("runs", [])]
+        d["shared"] = [SharedRun(**{**sr, "shares": tuple(Share(**s) for s in sr["shares"])})
+                       for sr in d.get("shared", [])]
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -251,3 +286,8 @@ class Mapping:
         from xbarforge.compiler.execute import execute_mapping
 
         return execute_mapping(self, graph, hw, x)
+
+
+def shared_weights(plan: LayerPlan, share: Share) -> int:
+    """Weight cells of one instance of a share (its blocks all have one shape)."""
+    return plan.range_totals(share.block0, share.block0 + 1)[0]

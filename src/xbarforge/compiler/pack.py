@@ -50,14 +50,6 @@ class Placement:
     col: int
 
 
-class PackingOverflow(Exception):
-    """More crossbars are needed than allowed; `needed` says how many the best packing used."""
-
-    def __init__(self, needed: int) -> None:
-        super().__init__(f"needs {needed} crossbars")
-        self.needed = needed
-
-
 @dataclass
 class Bin:
     rows: int
@@ -155,7 +147,7 @@ def _prune(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, 
 
 
 class Packer:
-    """First-fit packer over up to `max_bins` crossbars, one item at a time.
+    """First-fit packer, one item at a time.
 
     Identical items (same layer and size) resume the search at the crossbar the previous one went
     to (after it when layers are kept apart): every crossbar before it lacked room or clashed in
@@ -164,19 +156,18 @@ class Packer:
     none of that layer's blocks use, so they still fire in one MVM.
     """
 
-    def __init__(self, rows: int, cols: int, max_bins: int | None = None, period: int | None = None,
-                 separate_layers: bool = True, soft: bool = False, fire_together: bool = False) -> None:
+    def __init__(self, rows: int, cols: int, period: int | None = None, separate_layers: bool = True,
+                 soft: bool = False, fire_together: bool = False) -> None:
         self.fire_together = fire_together
         self.rows, self.cols = rows, cols
-        self.max_bins = max_bins
         self.period = period
         self.separate_layers = separate_layers
         self.soft = soft
         self.bins: list[Bin] = []
         self._resume: dict[tuple[int, int, int], int] = {}
 
-    def add(self, it: Item) -> Placement | None:
-        """Place one item; None when it needs a crossbar beyond `max_bins`."""
+    def add(self, it: Item) -> Placement:
+        """Place one item (on a new crossbar if no open one takes it)."""
         if it.h > self.rows or it.w > self.cols:
             raise ValueError(f"block {it.h}x{it.w} is larger than a {self.rows}x{self.cols} crossbar")
         kind = (it.layer, it.h, it.w)
@@ -200,8 +191,6 @@ class Packer:
         if target is None and fallback is not None:
             target = fallback[1:]
         if target is None:
-            if self.max_bins is not None and len(self.bins) >= self.max_bins:
-                return None
             self.bins.append(Bin(self.rows, self.cols))
             target = (len(self.bins) - 1, 0, 0)
         i, row, col = target
@@ -220,13 +209,12 @@ def pack(
     items: list[Item],
     rows: int,
     cols: int,
-    max_bins: int | None = None,
     period: int | None = None,
     separate_layers: bool = True,
     soft: bool = False,
     fire_together: bool = False,
 ) -> tuple[list[Placement], list[Bin]]:
-    """Place every item in crossbars of rows x cols; raise PackingOverflow past `max_bins`.
+    """Place every item in crossbars of rows x cols, on as few crossbars as the two strategies find.
 
     `separate_layers`: no crossbar holds two blocks of one layer (they would take turns);
     otherwise, with `fire_together`, blocks of one layer share a crossbar only on disjoint rows
@@ -238,21 +226,13 @@ def pack(
     for it in items:
         if it.h > rows or it.w > cols:
             raise ValueError(f"block {it.h}x{it.w} is larger than a {rows}x{cols} crossbar")
-    if max_bins is not None and len(items) <= max_bins:
-        # room for a crossbar per block: nothing shares, nothing waits
-        bins = [Bin(rows, cols) for _ in items]
-        for i, it in enumerate(items):
-            bins[i].place(0, 0, it, period)
-        return [Placement(it.key, i, 0, 0) for i, it in enumerate(items)], bins
-    packer = Packer(rows, cols, None, period, separate_layers, soft, fire_together and not separate_layers)
+    packer = Packer(rows, cols, period, separate_layers, soft, fire_together and not separate_layers)
     best = ([packer.add(it) for it in sort_items(items)], packer.bins)
     if separate_layers:
         other = _bins_first(items, rows, cols, period, soft)
         if len(other[1]) < len(best[1]):
             best = other
-    if max_bins is not None and len(best[1]) > max_bins:
-        raise PackingOverflow(len(best[1]))
-    return best  # type: ignore[return-value]
+    return best
 
 
 def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
@@ -317,81 +297,6 @@ def _bins_first(items: list[Item], rows: int, cols: int, period: int | None,
 
 
 
-def repair_windows(
-    items: list[Item],
-    placements: list[Placement],
-    bins: list[Bin],
-    period: int,
-    order: list[int],
-    deps: dict[int, list[int]],
-    max_bins: int,
-) -> list[Placement]:
-    """Move blocks whose layer would have to wait for a shared crossbar in the periodic schedule.
-
-    Dense packing lets windows overlap; the schedule then delays a layer until a phase is free on
-    all its crossbars, and the delay shifts every later layer. Here layers are walked in
-    schedule order with the start they want (right after their inputs); a block on a crossbar
-    busy at that phase moves to one that is free then (room, same-layer and period permitting,
-    or a fresh crossbar within `max_bins`). Blocks that cannot move leave the delay to the
-    schedule. Returns the updated placements (the bins are updated in place).
-    """
-    placed = list(placements)
-    by_key = {it.key: it for it in items}
-    where = {pl.key: n for n, pl in enumerate(placed)}
-    by_layer: dict[int, list[int]] = defaultdict(list)
-    for it in items:
-        by_layer[it.layer].append(it.key)
-    tau = {it.layer: it.tau for it in items}
-    scheduled: dict[int, list[tuple[int, int]]] = defaultdict(list)  # crossbar -> (start mod P, length)
-    start: dict[int, int] = {}
-
-    def clashes(x: int, t: int, length: int) -> bool:
-        return any(windows_overlap(t, length, s, ln, period) for s, ln in scheduled[x])
-
-    for layer in order:
-        if layer not in tau:
-            continue
-        t_l = tau[layer]
-        ready = max((start[p] + tau[p] for p in deps.get(layer, []) if p in start), default=0)
-        for key in by_layer[layer]:
-            n = where[key]
-            x = placed[n].crossbar
-            if not clashes(x, ready, t_l):
-                continue
-            it = by_key[key]
-            target = None
-            for i, b in enumerate(bins):
-                if i == x or layer in b.layers or b.busy + t_l > period or not b.may_fit(it.h, it.w):
-                    continue
-                if clashes(i, ready, t_l):
-                    continue
-                fit = b.best_fit(it.h, it.w)
-                if fit is not None:
-                    target = (i, fit[1], fit[2])
-                    break
-            if target is None and len(bins) < max_bins:
-                bins.append(Bin(bins[0].rows, bins[0].cols))
-                target = (len(bins) - 1, 0, 0)
-            if target is None:
-                continue
-            i, row, col = target
-            bins[i].place(row, col, it, None)
-            bins[i].busy += t_l
-            bins[x].layers.discard(layer)
-            bins[x].busy -= t_l
-            placed[n] = Placement(key, i, row, col)
-        xs = {placed[where[key]].crossbar for key in by_layer[layer]}
-        t = ready
-        candidates = sorted({ready} | {ready + (s + ln - ready) % period for x in xs for s, ln in scheduled[x]})
-        for t in candidates:
-            if t >= ready + period or not any(clashes(x, t, t_l) for x in xs):
-                break
-        start[layer] = t
-        for x in xs:
-            scheduled[x].append((t % period, t_l))
-    return placed
-
-
 # ------------------------------------------------------------------------------------------------
 # packing in counts: identical crossbars filled alike, for one copy of a whole model
 # ------------------------------------------------------------------------------------------------
@@ -411,6 +316,8 @@ class BinType:
 def _fill(free: list[tuple[int, int, int, int]], h: int, w: int, limit: int
           ) -> tuple[list[tuple[int, int]], list[tuple[int, int, int, int]]]:
     """Place up to `limit` h x w blocks into one crossbar's free rectangles (MaxRects, best short side)."""
+    if not any(h <= f[2] and w <= f[3] for f in free):
+        return [], free
     scratch = Bin(0, 0)
     scratch.free = list(free)
     scratch.free_cells = sum(f[2] * f[3] for f in free)

@@ -4,7 +4,7 @@ A layer whose one copy already runs within the pipeline period wastes most of a 
 own when its blocks are small (a 1x1 squeeze conv, a classifier with ten outputs). Packing such
 blocks together frees those crossbars for copies of the slow layers. Each shared crossbar serves
 its layers one at a time, so the packer keeps the layers it puts together within one period and
-their windows apart (`pack.Packer` with the period); the latency model schedules what remains.
+their windows apart (`pack.pack` with the period); the latency model schedules what remains.
 
 Only blocks that leave room for another are pooled; a pooled layer's blocks that fill a crossbar
 keep crossbars of their own. A pooled layer may have copies too; what it costs in
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -29,20 +30,26 @@ TIME_SHARE = 0.5
 
 
 @dataclass(frozen=True)
-class PoolBlock:
-    layer: int  # index among the graph's MVM layers
-    block: int  # block index within one copy
-    copy: int
-    crossbar: int  # among the pool's crossbars
-    row: int
-    col: int
+class Pattern:
+    """`count` identical shared crossbars. Each entry (layer, class index, instance0, row, col) puts,
+    on the j-th of them, instance `instance0 + j` of that layer's blocks of that class."""
+
+    count: int
+    entries: tuple[tuple[int, int, int, int, int], ...]
+    busy: int  # cycles per sample the crossbar serves its layers
 
 
 @dataclass
 class Pool:
-    blocks: list[PoolBlock]
-    crossbars: int
-    busy: list[int]  # per pool crossbar: sum of the layer times of the layers on it
+    patterns: list[Pattern]
+
+    @property
+    def crossbars(self) -> int:
+        return sum(p.count for p in self.patterns)
+
+    @property
+    def busiest(self) -> int:
+        return max((p.busy for p in self.patterns), default=0)
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ class Shareable:
     """What pooling one layer involves: its default form, which blocks may share, their cells."""
 
     low: LoweredLayer
-    small: list[int]  # block indices of one copy that go to shared crossbars
+    classes: list[int]  # indices of the block classes (of one copy) that go to shared crossbars
+    small: int  # blocks of one copy in those classes
     big: int  # blocks of one copy that keep crossbars of their own
     small_cells: int  # rectangle cells of the small blocks of one copy
 
@@ -59,13 +67,10 @@ def shareable(low: LoweredLayer, hw: HardwareSpec, smallest: tuple[int, int]) ->
     """Which blocks of the layer may share a crossbar: those that leave room beside or below them
     for the smallest block of the model (`smallest` = (height, width))."""
     rows, cols = hw.crossbar.rows, hw.usable_cols
-    small: list[int] = []
-    cells = 0
-    for c in low.classes:
-        if c.height <= rows - smallest[0] or c.width <= cols - smallest[1]:
-            small.extend(range(c.start, c.start + c.count))
-            cells += c.height * c.width * c.count
-    return Shareable(low, small, low.n_blocks - len(small), cells)
+    classes = [i for i, c in enumerate(low.classes) if c.height <= rows - smallest[0] or c.width <= cols - smallest[1]]
+    small = sum(low.classes[i].count for i in classes)
+    cells = sum(low.classes[i].height * low.classes[i].width * low.classes[i].count for i in classes)
+    return Shareable(low, classes, small, low.n_blocks - small, cells)
 
 
 def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
@@ -83,12 +88,47 @@ def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
     tau = -(-low.pixels // copies) * low.mvms_per_pixel
     keep = tau <= cap * TIME_SHARE
     if not hw.fires_blocks_together:
-        keep &= copies * len(sh.small) <= max(max_blocks, len(sh.small))
+        keep &= copies * sh.small <= max(max_blocks, sh.small)
     copies, tau = copies[keep], tau[keep]
     share = copies * sh.small_cells / (hw.crossbar.rows * hw.usable_cols)
     if not math.isinf(cap):
-        share = np.maximum(share, copies * len(sh.small) * tau / cap)
+        share = np.maximum(share, copies * sh.small * tau / cap)
     return copies * sh.big + share / fill, tau, copies
+
+
+EXACT_ITEMS = 0  # up to this many pooled blocks, pack them one by one (MaxRects, windows)
+
+
+def pack_pool(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareSpec, period: int | None,
+              soft: bool = False) -> Pool:
+    """Pack the small blocks of the member layers' copies into shared crossbars.
+
+    `members[i] = (layer, copies, layer time T_i, start S_i of its window)`. With a period, layers
+    that share a crossbar get windows [S_i, S_i + T_i) that do not overlap modulo the period, so the
+    periodic schedule runs them at their planned starts with no crossbar ever making one wait
+    (`soft`: apart where possible, overlaps left to the schedule). Up to EXACT_ITEMS blocks are
+    packed one by one (`pack.pack`: MaxRects, two strategies); more are packed in counts.
+    """
+    total = sum(c * sh.small for sh, c, _, _ in members.values())
+    if total > EXACT_ITEMS:
+        return pack_pool_counts(members, hw, period, soft)
+    items: list[Item] = []
+    keys: list[tuple[int, int, int]] = []  # (layer, class, instance)
+    for li, (sh, copies, t_l, s_l) in members.items():
+        for k in sh.classes:
+            cls = sh.low.classes[k]
+            for i in range(copies * cls.count):
+                items.append(Item(len(keys), cls.height, cls.width, li, t_l, s_l))
+                keys.append((li, k, i))
+    if not items:
+        return Pool([])
+    spread = not hw.fires_blocks_together
+    placements, bins = pack(items, hw.crossbar.rows, hw.usable_cols, period, separate_layers=spread,
+                            soft=soft, fire_together=True)
+    entries: list[list[tuple[int, int, int, int, int]]] = [[] for _ in bins]
+    for pl in placements:
+        entries[pl.crossbar].append((*keys[pl.key], pl.row, pl.col))
+    return Pool([Pattern(1, tuple(e), sum(members[li][2] for li in {x[0] for x in e})) for e in entries])
 
 
 @dataclass
@@ -102,80 +142,41 @@ class _Shared:
     busy: int
     windows: tuple[tuple[int, int], ...] = ()  # (start mod period, length) per layer
 
-
-EXACT_ITEMS = 1000  # up to this many pooled blocks, pack them one by one (MaxRects, windows)
-
-
-def pack_pool(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareSpec, period: int | None,
-              soft: bool = False) -> Pool:
-    """Pack the small blocks of the member layers' copies into shared crossbars.
-
-    `members[i] = (layer, copies, layer time T_i, start S_i of its window)`. With a period, layers
-    that share a crossbar get windows [S_i, S_i + T_i) that do not overlap modulo the period, so the
-    periodic schedule runs them at their planned starts with no crossbar ever making one wait
-    (`soft`: apart where possible, overlaps left to the schedule). Up
-    to EXACT_ITEMS blocks are packed one by one (`pack.pack`: MaxRects, two strategies); more are
-    packed in counts (`pack_pool_counts`).
-    """
-    total = sum(c * len(sh.small) for sh, c, _, _ in members.values())
-    if total > EXACT_ITEMS and not soft:
-        return pack_pool_counts(members, hw, period)
-    items: list[Item] = []
-    keys: list[tuple[int, int, int]] = []
-    for li, (sh, copies, t_l, s_l) in members.items():
-        for c in range(copies):
-            for b in sh.small:
-                shape = sh.low.blocks[b]
-                items.append(Item(len(keys), shape.height, shape.width, li, t_l, s_l))
-                keys.append((li, b, c))
-    if not items:
-        return Pool([], 0, [])
-    spread = not hw.fires_blocks_together
-    placements, bins = pack(items, hw.crossbar.rows, hw.usable_cols, None, period, separate_layers=spread,
-                            soft=soft, fire_together=True)
-    out = [PoolBlock(*keys[p.key], p.crossbar, p.row, p.col) for p in placements]
-    busy = [0] * len(bins)
-    seen: set[tuple[int, int]] = set()
-    for pb in out:
-        if (pb.crossbar, pb.layer) not in seen:
-            seen.add((pb.crossbar, pb.layer))
-            busy[pb.crossbar] += members[pb.layer][2]
-    return Pool(out, len(bins), busy)
+    @cached_property
+    def largest(self) -> tuple[int, int]:
+        """Tallest and widest free rectangle (a quick reject before trying to place a block)."""
+        return max((f[2] for f in self.free), default=0), max((f[3] for f in self.free), default=0)
 
 
 def pack_pool_counts(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareSpec,
-                     period: int | None) -> Pool:
+                     period: int | None, soft: bool = False) -> Pool:
     """Pack the small blocks of the member layers' copies into shared crossbars, in counts.
 
-    `members[i] = (layer, copies, layer time T_i, start S_i of its window)`. A shared crossbar
-    holds at most one block of each layer (two would take turns) and, with a period, layers whose
-    times add up to at most the period (it serves one layer at a time). Identical crossbars are
-    filled together (first fit, tallest blocks first), so the cost is in layers and block shapes,
-    not in copies; the latency model places the layers' windows.
+    A shared crossbar holds at most one block of each layer (two would take turns) and, with a
+    period, layers whose times add up to at most the period (it serves one layer at a time), their
+    windows apart unless `soft`. Identical crossbars are filled together (first fit, tallest
+    blocks first), so the cost is in layers and block shapes, not in copies.
     """
-    groups: list[tuple[int, int, int, int, list[tuple[int, int]]]] = []  # (layer, h, w, tau, instances)
+    groups: list[tuple[int, int, int, int, int, int]] = []  # (layer, class, h, w, tau, instances)
     start = {li: s_l for li, (_, _, _, s_l) in members.items()}
     for li, (sh, copies, t_l, _) in members.items():
-        by_shape: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for b in sh.small:
-            shape = sh.low.blocks[b]
-            by_shape.setdefault((shape.height, shape.width), []).extend((b, c) for c in range(copies))
-        for (h, w), inst in by_shape.items():
-            groups.append((li, h, w, t_l, inst))
+        for k in sh.classes:
+            cls = sh.low.classes[k]
+            groups.append((li, k, cls.height, cls.width, t_l, copies * cls.count))
     if not groups:
-        return Pool([], 0, [])
+        return Pool([])
     rows, cols = hw.crossbar.rows, hw.usable_cols
     limit = period if period is not None else math.inf
     types: list[_Shared] = []
-    order = sorted(range(len(groups)), key=lambda g: (-groups[g][1], -groups[g][2], groups[g][0], g))
+    order = sorted(range(len(groups)), key=lambda g: (-groups[g][2], -groups[g][3], groups[g][0], g))
     for g in order:
-        li, h, w, t_l, inst = groups[g]
-        n = len(inst)
+        li, _, h, w, t_l, n = groups[g]
         i = 0
         while n and i < len(types):
             st = types[i]
-            if li in st.layers or st.busy + t_l > limit or (period is not None and any(
-                    windows_overlap(start[li] % period, t_l, s, ln, period) for s, ln in st.windows)):
+            tall, wide = st.largest
+            if h > tall or w > wide or li in st.layers or st.busy + t_l > limit or (
+                    period is not None and not soft and _clash(st.windows, start[li] % period, t_l, period)):
                 i += 1
                 continue
             spots, free = _fill(st.free, h, w, 1)
@@ -195,17 +196,70 @@ def pack_pool_counts(members: dict[int, tuple[Shareable, int, int, int]], hw: Ha
             _, free = _fill([(0, 0, rows, cols)], h, w, 1)
             win = ((start[li] % period, t_l),) if period is not None else ()
             types.append(_Shared(n, free, [(g, 0, 0)], frozenset({li}), t_l, win))
-    out: list[PoolBlock] = []
-    busy: list[int] = []
+    first_fit = _patterns(types, groups)
+    crossbar_first = _crossbar_first(groups, start, rows, cols, period, soft)
+    return crossbar_first if crossbar_first.crossbars < first_fit.crossbars else first_fit
+
+
+def _clash(windows: tuple[tuple[int, int], ...], start: int, length: int, period: int) -> bool:
+    return any(windows_overlap(start, length, s, ln, period) for s, ln in windows)
+
+
+def _patterns(types: list[_Shared], groups: list[tuple[int, int, int, int, int, int]]) -> Pool:
+    """Bin types -> patterns, handing out each group's instances in order."""
     taken = [0] * len(groups)
-    x = 0
+    patterns = []
     for st in types:
-        for _ in range(st.count):
-            for g, r, c in st.content:
-                li = groups[g][0]
-                b, copy = groups[g][4][taken[g]]
-                taken[g] += 1
-                out.append(PoolBlock(li, b, copy, x, r, c))
-            busy.append(st.busy)
-            x += 1
-    return Pool(out, x, busy)
+        entries = []
+        for g, r, c in st.content:
+            entries.append((groups[g][0], groups[g][1], taken[g], r, c))
+            taken[g] += st.count
+        patterns.append(Pattern(st.count, tuple(entries), st.busy))
+    return Pool(patterns)
+
+
+def _crossbar_first(groups: list[tuple[int, int, int, int, int, int]], start: dict[int, int], rows: int,
+                    cols: int, period: int | None, soft: bool) -> Pool:
+    """Crossbar by crossbar: fill one with at most one block per layer, layers with the most area
+    left first (spreads many-copy layers over crossbars, which the first-fit order cannot see), then
+    repeat that crossbar as often as every group on it still has blocks."""
+    left = [g[5] for g in groups]
+    limit = period if period is not None else math.inf
+    by_layer: dict[int, list[int]] = {}
+    for g, grp in enumerate(groups):
+        by_layer.setdefault(grp[0], []).append(g)
+    for gs in by_layer.values():
+        gs.sort(key=lambda g: (-groups[g][2] * groups[g][3], -groups[g][2]))
+    patterns: list[Pattern] = []
+    area = {li: sum(left[g] * groups[g][2] * groups[g][3] for g in gs) for li, gs in by_layer.items()}
+    while any(left):
+        free = [(0, 0, rows, cols)]
+        content: list[tuple[int, int, int]] = []
+        busy = 0
+        windows: tuple[tuple[int, int], ...] = ()
+        for li in sorted((li for li in by_layer if area[li]), key=lambda li: (-area[li], li)):
+            t_l = groups[by_layer[li][0]][4]
+            if busy + t_l > limit and content:
+                continue
+            if period is not None and not soft and content and _clash(windows, start[li] % period, t_l, period):
+                continue
+            for g in by_layer[li]:
+                if not left[g]:
+                    continue
+                spots, rest = _fill(free, groups[g][2], groups[g][3], 1)
+                if spots:
+                    (r, c), = spots
+                    content.append((g, r, c))
+                    free = rest
+                    busy += t_l
+                    if period is not None:
+                        windows += ((start[li] % period, t_l),)
+                    break
+        count = min(left[g] for g, _, _ in content)  # repeated until one of its groups runs out
+        taken = []
+        for g, r, c in content:
+            taken.append((groups[g][0], groups[g][1], groups[g][5] - left[g], r, c))
+            left[g] -= count
+            area[groups[g][0]] -= count * groups[g][2] * groups[g][3]
+        patterns.append(Pattern(count, tuple(taken), busy))
+    return Pool(patterns)

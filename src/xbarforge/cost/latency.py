@@ -305,6 +305,9 @@ def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
     out: dict[str, set[int]] = defaultdict(set)
     for run in mapping.runs:
         out[run.layer].update(range(run.crossbar0, run.crossbar0 + run.crossbars))
+    for sr in mapping.shared:
+        for s in sr.shares:
+            out[s.layer].update(range(sr.crossbar0, sr.crossbar0 + sr.crossbars))
     for b in mapping.placed:
         out[b.layer].add(b.crossbar)
     return {name: sorted(xs) for name, xs in out.items()}
@@ -313,7 +316,8 @@ def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
 @dataclass
 class RoundLayers:
     """What one reprogramming round runs: per layer, its cycles in the round and the crossbars that can
-    make it wait (those it shares with other layers; a run's private crossbars stand as one id)."""
+    make it wait (a run's private crossbars stand as one id, and crossbars holding the same set of
+    layers as one: they constrain the schedule alike)."""
 
     names: list[str]
     cycles: dict[str, int]
@@ -336,26 +340,68 @@ def _turns(blocks: list, fires_together: bool) -> int:
     return len(colours)
 
 
-def round_layers(mapping: Mapping) -> list[RoundLayers]:
-    """Per round, the layers it runs and their cycles: tau x the turns of the layer's blocks in that
-    round (a layer split over rounds runs its part in each, with that part's turns)."""
-    turns: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(lambda: 1))
-    xbars: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+def round_turns(mapping: Mapping) -> list[dict[str, int]]:
+    """Per round (in order), per layer: the most of its blocks that take turns on one crossbar."""
+    turns: dict[int, dict[str, int]] = defaultdict(dict)
+
+    def note(r: int, name: str, t: int) -> None:
+        turns[r][name] = max(turns[r].get(name, 1), t)
+
     for run in mapping.runs:
-        t = turns[run.round]
-        t[run.layer] = max(t[run.layer], run.turns)
-        xbars[run.round][run.layer].add(run.crossbar0)
+        note(run.round, run.layer, run.turns)
+    for sr in mapping.shared:
+        by: dict[str, list] = defaultdict(list)
+        for sh in sr.shares:
+            by[sh.layer].append(sh)
+        plans = {lp.name: lp for lp in mapping.layers}
+        for name, shares in by.items():
+            shape = plans[name].copy_blocks[shares[0].block0] if len(shares) > 1 else None
+            boxes = [_Box(s.row, s.col, shape.height, shape.width) for s in shares] if shape else []
+            note(sr.round, name, _turns(boxes, mapping.fires_together) if boxes else 1)
     groups: dict[tuple[int, str, int], list] = defaultdict(list)
     for b in mapping.placed:
         groups[(b.round, b.layer, b.crossbar)].append(b)
-        xbars[b.round][b.layer].add(b.crossbar)
     for (r, name, _), bs in groups.items():
-        t = turns[r]
-        t[name] = max(t[name], _turns(bs, mapping.fires_together))
+        note(r, name, _turns(bs, mapping.fires_together))
+    return [turns[r] for r in sorted(turns)]
+
+
+@dataclass(frozen=True)
+class _Box:
+    row_offset: int
+    col_offset: int
+    height: int
+    width: int
+
+
+def round_layers(mapping: Mapping) -> list[RoundLayers]:
+    """Per round, the layers it runs and their cycles: tau x the turns of the layer's blocks in that
+    round (a layer split over rounds runs its part in each, with that part's turns)."""
+    xbars: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    for run in mapping.runs:
+        xbars[run.round][run.layer].add(run.crossbar0)
+    owners: dict[tuple[int, int], set[str]] = defaultdict(set)
+    for sr in mapping.shared:
+        owners[(sr.round, sr.crossbar0)].update(s.layer for s in sr.shares)
+    for b in mapping.placed:
+        owners[(b.round, b.crossbar)].add(b.layer)
+    # crossbars shared by the same set of layers constrain the schedule alike: one stands for all
+    seen: set[tuple[int, frozenset[str]]] = set()
+    for (r, x), names in owners.items():
+        key = (r, frozenset(names))
+        for name in names:
+            if key not in seen or len(names) == 1:
+                xbars[r][name].add(x)
+            else:
+                xbars[r][name]  # noqa: B018  (the layer still runs in this round)
+        seen.add(key)
+    rounds = sorted(xbars)
+    turns = dict(zip(sorted({run.round for run in mapping.runs} | {sr.round for sr in mapping.shared}
+                            | {b.round for b in mapping.placed}), round_turns(mapping), strict=True))
     out = []
-    for r in sorted(xbars):
+    for r in rounds:
         names = [lp.name for lp in mapping.layers if lp.name in xbars[r]]
-        cycles = {lp.name: lp.tau * turns[r][lp.name] for lp in mapping.layers if lp.name in xbars[r]}
+        cycles = {lp.name: lp.tau * turns[r].get(lp.name, 1) for lp in mapping.layers if lp.name in xbars[r]}
         out.append(RoundLayers(names, cycles, {n: sorted(xbars[r][n]) for n in names}))
     return out
 

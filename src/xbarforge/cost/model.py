@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from xbarforge.compiler.mapping import Mapping
+from xbarforge.compiler.mapping import Mapping, shared_weights
 from xbarforge.cost.area import chip_area_mm2
 from xbarforge.cost.bounds import period_lower_bound
 from xbarforge.cost.energy import mapping_energy
@@ -27,6 +27,12 @@ def layer_occupancy(mapping: Mapping) -> dict[str, tuple[int, int]]:
         o = out[run.layer]
         o[0] += run.crossbars
         o[1] += run.copies * plans[run.layer].range_totals(run.block0, run.block1)[0]
+    for sr in mapping.shared:
+        per = sum(shared_weights(plans[s.layer], s) for s in sr.shares)  # weights on each crossbar
+        for name in {s.layer for s in sr.shares}:
+            o = out[name]
+            o[0] += sr.crossbars
+            o[1] += per * sr.crossbars
     held: dict[tuple[int, int], int] = defaultdict(int)
     xbars: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for b in mapping.placed:
