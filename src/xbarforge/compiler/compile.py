@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xbarforge.compiler.allocate import allocate
+from xbarforge.compiler.allocate import allocate, min_period
 from xbarforge.compiler.frontier import Frontier, ParetoSet, frontier, pareto
 from xbarforge.compiler.lower import LoweredLayer, default_form, lower
 from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock, Run, Share, SharedRun
@@ -53,7 +53,7 @@ class Effort:
     refine: int  # bisection steps around the best packed cap
 
 
-EFFORTS = {"fast": Effort(ladder=12, packed=4, refine=2), "thorough": Effort(ladder=40, packed=12, refine=6)}
+EFFORTS = {"fast": Effort(ladder=8, packed=3, refine=2), "thorough": Effort(ladder=40, packed=12, refine=6)}
 
 WeightBits = Mapping_[str, int | Sequence[int]]  # layer name -> weight bits (one, or one per output channel)
 
@@ -99,6 +99,7 @@ class _Context:
     ks: list[int]
     base: list[float]  # isaac-like cycles for each k in ks
     shares: list[Shareable | None] = field(default_factory=list)  # None: nothing of the layer can share
+    schedule: str = "chain"
     deps: list[list[int]] = field(default_factory=list)  # layers each one waits for (schedule)
     pool_cache: dict[tuple, Pool] = field(default_factory=dict)
     bounds: dict[int, float] = field(default_factory=dict)
@@ -107,6 +108,19 @@ class _Context:
         """Sum over k of the chain formula's latency over the isaac-like latency."""
         total = sum(times)
         return sum((total + (k - 1) * period) / b for k, b in zip(self.ks, self.base, strict=True))
+
+    def cycles(self, m: Mapping) -> dict[int, int]:
+        """The latency model's cycles for each k asked (cached on the mapping)."""
+        if "_cycles" not in m.__dict__:
+            timing = mapping_timing(m)
+            m.__dict__["_cycles"] = {k: timing.cycles(k) for k in self.ks}
+        return m.__dict__["_cycles"]
+
+    def exact(self, plan: _Plan) -> bool:
+        """Is the plan's chain-formula score its latency? Under the chain schedule, when no shared
+        crossbar can make a layer wait: no sharing, windows kept apart, or one sample at a time."""
+        return self.schedule == "chain" and (plan.pool is None or max(self.ks) == 1
+                                             or (not plan.soft and not math.isinf(plan.cap)))
 
     def starts(self, times: Sequence[int]) -> list[int]:
         """When each layer starts on the first sample: after the previous layer (chain) or after the
@@ -145,7 +159,7 @@ def _context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str =
                 for f, layer in zip(frontiers, layers, strict=True)]
     taus = [d.tau(1) for d in defaults]
     base = [sum(taus) + (k - 1) * max(taus) for k in ks]
-    ctx = _Context(graph, hw, frontiers, defaults, ks, base)
+    ctx = _Context(graph, hw, frontiers, defaults, ks, base, schedule=schedule)
     if schedule == "chain":
         ctx.deps = [[i - 1] if i else [] for i in range(len(layers))]
     else:
@@ -159,7 +173,7 @@ def _context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str =
     return ctx
 
 
-REFITS = 6  # replans on a budget smaller by what the pool packing overflowed
+REFITS = 4  # replans on a budget smaller by what the pool packing overflowed
 WIDEST = 0.5  # first guess at the pool's crossbars (share of the budget): a layer's pooled blocks need one each
 
 
@@ -253,18 +267,23 @@ def _search(ctx: _Context, budget: int, effort: Effort) -> list[_Plan]:
             plans[cap] = _plan(ctx, budget, cap)
         return plans[cap]
 
+    fastest = plan(math.inf)  # least sum of layer times: the plan for one sample at a time
     caps = [math.inf]
     if max(ctx.ks) > 1:
+        # caps worth trying lie between the smallest period crossbars of their own reach (or, when
+        # they cannot hold the model, the bound) and the period of the one-sample plan
         bound = ctx.bound(budget)
-        lo = max(1, math.ceil(bound)) if not math.isinf(bound) else max(int(f.t[-1]) for f in ctx.frontiers)
-        hi = max(d.tau(1) for d in ctx.defaults)
-        caps += _ladder(lo, hi, effort.ladder)
+        lo = min_period(ctx.frontiers, budget)
+        lo = lo if lo is not None else max(1, math.ceil(bound))
+        hi = fastest.period if fastest is not None else max(d.tau(1) for d in ctx.defaults)
+        caps += _ladder(lo, max(lo, hi), effort.ladder)
+        if bound < lo:
+            caps.append(float(max(1, math.ceil(bound))))  # shared crossbars may get below that
     estimates = [(e.score, cap) for cap in caps if (e := _estimate(ctx, budget, cap)) is not None]
     soft: list[_Plan] = []
     for _, cap in sorted(estimates)[:effort.packed]:
         if plan(cap) is None and len(soft) < SOFT_PLANS and (p := _plan(ctx, budget, cap, soft=True)):
             soft.append(p)  # tight budgets: windows that may overlap, timed for real below
-    plan(math.inf)
     for _ in range(effort.refine):
         ranked = sorted((p for p in plans.values() if p is not None), key=lambda p: p.score)
         if not ranked or math.isinf(ranked[0].cap):
@@ -356,8 +375,7 @@ def _build(ctx: _Context, plan: _Plan, budget: int | None, schedule: str, object
 
 
 def _real_score(ctx: _Context, m: Mapping) -> float:
-    timing = mapping_timing(m)
-    return sum(timing.cycles(k) / b for k, b in zip(ctx.ks, ctx.base, strict=True))
+    return sum(c / b for c, b in zip(ctx.cycles(m).values(), ctx.base, strict=True))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -518,32 +536,46 @@ def compile_graph(
     ks = {"balanced": sorted(set(samples)), "throughput": [max(samples)], "latency": [1]}[objective]
     if budget is None:
         return _unbudgeted(graph, hw, ks, schedule, seed, fewest)
-    best = _best(graph, hw, budget, ks, schedule, objective, seed, fewest, EFFORTS[effort])
+    ctx = _context(graph, hw, ks, schedule)
+    best = _best(ctx, budget, objective, seed, fewest, EFFORTS[effort])
     if min_utilization is not None:
-        best = _with_utilization(graph, hw, budget, ks, schedule, objective, seed, fewest, EFFORTS[effort],
-                                 min_utilization, best)
-    best.report["period_bound_cycles"] = period_bound([frontier(layer, hw).forms for layer in graph.mvm_layers],
-                                                      hw, budget)
+        best = _with_utilization(ctx, budget, objective, seed, fewest, EFFORTS[effort], min_utilization, best)
+    best.report["period_bound_cycles"] = ctx.bound(budget)
     return best
 
 
-def _best(graph: LayerGraph, hw: HardwareSpec, budget: int, ks: list[int], schedule: str, objective: str,
-          seed: int, fewest: int, effort: Effort) -> Mapping:
-    """The best of the ranked plans (real latency model), the isaac-like mapping and one packed copy."""
-    ctx = _context(graph, hw, ks, schedule)
+def _best(ctx: _Context, budget: int, objective: str, seed: int, fewest: int, effort: Effort) -> Mapping:
+    """The best of the ranked plans, the isaac-like mapping and (if nothing else fits) one packed copy.
+
+    Under the chain schedule a plan without overlapping windows is scored exactly by the chain
+    formula (its periodic schedule never waits), so only the others are timed with the latency
+    model: plans with overlapping windows, the one-sample plan streaming samples, and every plan
+    under the DAG schedule."""
+    graph, hw, schedule = ctx.graph, ctx.hw, ctx.schedule
     ranked = _search(ctx, budget, effort)
-    picked = [p for p in ranked if not p.soft][:REAL_SCORED] + [p for p in ranked if p.soft]
-    candidates = [_build(ctx, p, budget, schedule, objective, seed, fewest) for p in picked]
+    exact = [p for p in ranked if ctx.exact(p)]
+    timed = [p for p in ranked if not ctx.exact(p)][:REAL_SCORED]
+    scored: list[tuple[float, int, Mapping]] = []
+    for p in exact[:1]:
+        m = _build(ctx, p, budget, schedule, objective, seed, fewest)
+        total = sum(p.times)
+        m.__dict__["_cycles"] = {k: total + (k - 1) * p.period for k in ctx.ks}  # exact (see above)
+        scored.append((p.score, len(scored), m))
+    for p in timed:
+        m = _build(ctx, p, budget, schedule, objective, seed, fewest)
+        scored.append((_real_score(ctx, m), len(scored), m))
     base = isaac_like(graph, hw, schedule)
     if base.crossbars_used <= budget:
         base.crossbars_budget, base.objective, base.seed, base.min_crossbars = budget, objective, seed, fewest
         base.report["plan"] = {"label": "isaac-like"}
-        candidates.append(base)
-    if not candidates:  # no plan fits: one packed copy always does (fewest <= budget)
+        # a budget that holds the isaac-like mapping never gets a mapping slower at any k asked
+        limit = ctx.cycles(base)
+        scored = [s for s in scored if all(c <= limit[k] for k, c in ctx.cycles(s[2]).items())]
+        scored.append((_real_score(ctx, base), len(scored), base))
+    if not scored:  # no plan fits: one packed copy always does (fewest <= budget)
         packed = _packed_copy(graph, hw, ctx.defaults, budget, schedule, seed, fewest, objective)
         packed.report["plan"] = {"label": "packed"}
-        candidates.append(packed)
-    scored = [(_real_score(ctx, m), i, m) for i, m in enumerate(candidates)]
+        scored.append((_real_score(ctx, packed), 0, packed))
     return min(scored, key=lambda s: (s[0], s[1]))[2]
 
 
@@ -572,9 +604,10 @@ def _unbudgeted(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: st
     return min(fine, key=lambda m: (m.crossbars_used, candidates.index(m)))
 
 
-def _with_utilization(graph, hw, budget, ks, schedule, objective, seed, fewest, effort, target, best) -> Mapping:
+def _with_utilization(ctx: _Context, budget: int, objective: str, seed: int, fewest: int, effort: Effort,
+                      target: float, best: Mapping) -> Mapping:
     """Re-plan for fewer crossbars until the crossbars used are filled at least `target`."""
-    rows_cells = hw.crossbar.rows * hw.crossbar.cols
+    rows_cells = ctx.hw.crossbar.rows * ctx.hw.crossbar.cols
     m = best
     cap = budget
     for _ in range(8):
@@ -585,7 +618,7 @@ def _with_utilization(graph, hw, budget, ks, schedule, objective, seed, fewest, 
         cap = min(cap - 1, math.floor(m.weight_cells / (target * rows_cells)))
         if cap < fewest:
             break
-        m = _best(graph, hw, cap, ks, schedule, objective, seed, fewest, effort)
+        m = _best(ctx, cap, objective, seed, fewest, effort)
         m.crossbars_budget = budget
     m.report["min_utilization_met"] = False
     return m

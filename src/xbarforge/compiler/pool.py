@@ -4,7 +4,7 @@ A layer whose one copy already runs within the pipeline period wastes most of a 
 own when its blocks are small (a 1x1 squeeze conv, a classifier with ten outputs). Packing such
 blocks together frees those crossbars for copies of the slow layers. Each shared crossbar serves
 its layers one at a time, so the packer keeps the layers it puts together within one period and
-their windows apart (`pack.pack` with the period); the latency model schedules what remains.
+their windows apart; the latency model schedules what remains.
 
 Only blocks that leave room for another are pooled; a pooled layer's blocks that fill a crossbar
 keep crossbars of their own. A pooled layer may have copies too; what it costs in
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
 from xbarforge.compiler.frontier import copy_counts
 from xbarforge.compiler.lower import LoweredLayer
-from xbarforge.compiler.pack import Item, _fill, pack, windows_overlap
+from xbarforge.compiler.pack import _fill, windows_overlap
 from xbarforge.hardware.spec import HardwareSpec
 
 # A pooled layer may keep a shared crossbar busy for at most this share of the period: a layer that
@@ -96,66 +95,20 @@ def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
     return copies * sh.big + share / fill, tau, copies
 
 
-EXACT_ITEMS = 0  # up to this many pooled blocks, pack them one by one (MaxRects, windows)
-
-
 def pack_pool(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareSpec, period: int | None,
               soft: bool = False) -> Pool:
-    """Pack the small blocks of the member layers' copies into shared crossbars.
-
-    `members[i] = (layer, copies, layer time T_i, start S_i of its window)`. With a period, layers
-    that share a crossbar get windows [S_i, S_i + T_i) that do not overlap modulo the period, so the
-    periodic schedule runs them at their planned starts with no crossbar ever making one wait
-    (`soft`: apart where possible, overlaps left to the schedule). Up to EXACT_ITEMS blocks are
-    packed one by one (`pack.pack`: MaxRects, two strategies); more are packed in counts.
-    """
-    total = sum(c * sh.small for sh, c, _, _ in members.values())
-    if total > EXACT_ITEMS:
-        return pack_pool_counts(members, hw, period, soft)
-    items: list[Item] = []
-    keys: list[tuple[int, int, int]] = []  # (layer, class, instance)
-    for li, (sh, copies, t_l, s_l) in members.items():
-        for k in sh.classes:
-            cls = sh.low.classes[k]
-            for i in range(copies * cls.count):
-                items.append(Item(len(keys), cls.height, cls.width, li, t_l, s_l))
-                keys.append((li, k, i))
-    if not items:
-        return Pool([])
-    spread = not hw.fires_blocks_together
-    placements, bins = pack(items, hw.crossbar.rows, hw.usable_cols, period, separate_layers=spread,
-                            soft=soft, fire_together=True)
-    entries: list[list[tuple[int, int, int, int, int]]] = [[] for _ in bins]
-    for pl in placements:
-        entries[pl.crossbar].append((*keys[pl.key], pl.row, pl.col))
-    return Pool([Pattern(1, tuple(e), sum(members[li][2] for li in {x[0] for x in e})) for e in entries])
-
-
-@dataclass
-class _Shared:
-    """`count` identical shared crossbars: free rectangles, content, layers on them, busy cycles."""
-
-    count: int
-    free: list[tuple[int, int, int, int]]
-    content: list[tuple[int, int, int]]  # (group, row, col)
-    layers: frozenset[int]
-    busy: int
-    windows: tuple[tuple[int, int], ...] = ()  # (start mod period, length) per layer
-
-    @cached_property
-    def largest(self) -> tuple[int, int]:
-        """Tallest and widest free rectangle (a quick reject before trying to place a block)."""
-        return max((f[2] for f in self.free), default=0), max((f[3] for f in self.free), default=0)
-
-
-def pack_pool_counts(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareSpec,
-                     period: int | None, soft: bool = False) -> Pool:
     """Pack the small blocks of the member layers' copies into shared crossbars, in counts.
 
-    A shared crossbar holds at most one block of each layer (two would take turns) and, with a
-    period, layers whose times add up to at most the period (it serves one layer at a time), their
-    windows apart unless `soft`. Identical crossbars are filled together (first fit, tallest
-    blocks first), so the cost is in layers and block shapes, not in copies.
+    `members[i] = (layer, copies, layer time T_i, start S_i of its window)`. With a period, layers
+    that share a crossbar get windows [S_i, S_i + T_i) that do not overlap modulo the period, so
+    the periodic schedule runs them at their planned starts and no crossbar ever makes one wait
+    (`soft`: overlaps allowed, the latency model charges the delays). A shared crossbar holds at
+    most one block of each layer (two would take turns) and layers whose times add up to at most
+    the period (it serves one layer at a time). Crossbar by crossbar: fill one with a block of each
+    layer that fits, layers with the most area left first (this spreads many-copy layers over crossbars),
+    then repeat that crossbar as often as every layer on it still has blocks of that shape. The
+    cost is in layers and block shapes, not in copies: a crossbar pattern repeats until one of its
+    groups runs out, so there are at most as many patterns as groups.
     """
     groups: list[tuple[int, int, int, int, int, int]] = []  # (layer, class, h, w, tau, instances)
     start = {li: s_l for li, (_, _, _, s_l) in members.items()}
@@ -163,66 +116,7 @@ def pack_pool_counts(members: dict[int, tuple[Shareable, int, int, int]], hw: Ha
         for k in sh.classes:
             cls = sh.low.classes[k]
             groups.append((li, k, cls.height, cls.width, t_l, copies * cls.count))
-    if not groups:
-        return Pool([])
     rows, cols = hw.crossbar.rows, hw.usable_cols
-    limit = period if period is not None else math.inf
-    types: list[_Shared] = []
-    order = sorted(range(len(groups)), key=lambda g: (-groups[g][2], -groups[g][3], groups[g][0], g))
-    for g in order:
-        li, _, h, w, t_l, n = groups[g]
-        i = 0
-        while n and i < len(types):
-            st = types[i]
-            tall, wide = st.largest
-            if h > tall or w > wide or li in st.layers or st.busy + t_l > limit or (
-                    period is not None and not soft and _clash(st.windows, start[li] % period, t_l, period)):
-                i += 1
-                continue
-            spots, free = _fill(st.free, h, w, 1)
-            if not spots:
-                i += 1
-                continue
-            use = min(st.count, n)
-            (r, c), = spots
-            win = st.windows + (((start[li] % period, t_l),) if period is not None else ())
-            done = [_Shared(use, free, [*st.content, (g, r, c)], st.layers | {li}, st.busy + t_l, win)]
-            if st.count > use:
-                done.append(_Shared(st.count - use, st.free, st.content, st.layers, st.busy, st.windows))
-            types[i:i + 1] = done
-            i += len(done)
-            n -= use
-        if n:
-            _, free = _fill([(0, 0, rows, cols)], h, w, 1)
-            win = ((start[li] % period, t_l),) if period is not None else ()
-            types.append(_Shared(n, free, [(g, 0, 0)], frozenset({li}), t_l, win))
-    first_fit = _patterns(types, groups)
-    crossbar_first = _crossbar_first(groups, start, rows, cols, period, soft)
-    return crossbar_first if crossbar_first.crossbars < first_fit.crossbars else first_fit
-
-
-def _clash(windows: tuple[tuple[int, int], ...], start: int, length: int, period: int) -> bool:
-    return any(windows_overlap(start, length, s, ln, period) for s, ln in windows)
-
-
-def _patterns(types: list[_Shared], groups: list[tuple[int, int, int, int, int, int]]) -> Pool:
-    """Bin types -> patterns, handing out each group's instances in order."""
-    taken = [0] * len(groups)
-    patterns = []
-    for st in types:
-        entries = []
-        for g, r, c in st.content:
-            entries.append((groups[g][0], groups[g][1], taken[g], r, c))
-            taken[g] += st.count
-        patterns.append(Pattern(st.count, tuple(entries), st.busy))
-    return Pool(patterns)
-
-
-def _crossbar_first(groups: list[tuple[int, int, int, int, int, int]], start: dict[int, int], rows: int,
-                    cols: int, period: int | None, soft: bool) -> Pool:
-    """Crossbar by crossbar: fill one with at most one block per layer, layers with the most area
-    left first (spreads many-copy layers over crossbars, which the first-fit order cannot see), then
-    repeat that crossbar as often as every group on it still has blocks."""
     left = [g[5] for g in groups]
     limit = period if period is not None else math.inf
     by_layer: dict[int, list[int]] = {}
@@ -263,3 +157,7 @@ def _crossbar_first(groups: list[tuple[int, int, int, int, int, int]], start: di
             area[groups[g][0]] -= count * groups[g][2] * groups[g][3]
         patterns.append(Pattern(count, tuple(taken), busy))
     return Pool(patterns)
+
+
+def _clash(windows: tuple[tuple[int, int], ...], start: int, length: int, period: int) -> bool:
+    return any(windows_overlap(start, length, s, ln, period) for s, ln in windows)

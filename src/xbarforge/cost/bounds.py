@@ -105,12 +105,12 @@ def period_bound(forms: Sequence[Sequence[LoweredLayer]], hw: HardwareSpec, budg
         lo, hi = hi, hi2
     if fits(lo):
         return lo
-    for _ in range(40):  # feasibility only grows with P
+    for _ in range(60):  # feasibility only grows with P: the smallest feasible P lies in (lo, hi]
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-        if hi - lo < 0.01 * lo:
+        if hi - lo < 1e-4 * lo:
             break
-    return hi
+    return lo  # below the smallest feasible period: still a lower bound
 
 
 def period_lower_bound(mapping: Mapping, hw: HardwareSpec) -> float | None:
