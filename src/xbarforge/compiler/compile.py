@@ -51,6 +51,7 @@ class Effort:
     ladder: int  # caps ranked by the unpacked plan
     packed: int  # of those, how many are packed for real
     refine: int  # bisection steps around the best packed cap
+    refits: int = 4  # replans when the pool packing overflows the budget
 
 
 EFFORTS = {"fast": Effort(ladder=8, packed=3, refine=2), "thorough": Effort(ladder=40, packed=12, refine=6)}
@@ -173,7 +174,6 @@ def _context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str =
     return ctx
 
 
-REFITS = 4  # replans on a budget smaller by what the pool packing overflowed
 WIDEST = 0.5  # first guess at the pool's crossbars (share of the budget): a layer's pooled blocks need one each
 
 
@@ -220,7 +220,7 @@ def _estimate(ctx: _Context, budget: int, cap: float) -> _Plan | None:
     return plan
 
 
-def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False) -> _Plan | None:
+def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False, refits: int = 4) -> _Plan | None:
     """Share `budget` out under a period cap: each layer on crossbars of its own or (its small
     blocks) in the shared pool, whichever the allocation prefers. The pool is then packed for real,
     its layers' windows kept apart at the plan's period so sharing never delays the schedule
@@ -228,7 +228,7 @@ def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False) -> _Plan |
     then charges the delays). When the packing overflows the budget, the allocation is redone with
     the pool priced at what packing achieved (and, if need be, on a smaller budget) until it fits."""
     room, fill = budget, PLAN_FILL
-    for _ in range(REFITS):
+    for _ in range(refits):
         got = _allocate(ctx, room, cap, fill, room * WIDEST)
         if got is None:
             return None
@@ -258,43 +258,64 @@ def _plan(ctx: _Context, budget: int, cap: float, soft: bool = False) -> _Plan |
     return None
 
 
+def _dedicated(ctx: _Context, budget: int, cap: float) -> _Plan | None:
+    """Every layer on crossbars of its own (no pool): exact, no packing, so cheap to try at any cap."""
+    picked = allocate(ctx.frontiers, budget, cap)
+    if picked is None:
+        return None
+    times = [int(f.t[j]) for f, j in zip(ctx.frontiers, picked, strict=True)]
+    plan = _Plan(cap, dict(enumerate(picked)), None, {}, times,
+                 sum(int(f.x[j]) for f, j in zip(ctx.frontiers, picked, strict=True)), max(times))
+    plan.score = ctx.score(times, plan.period)
+    return plan
+
+
 def _search(ctx: _Context, budget: int, effort: Effort) -> list[_Plan]:
-    """Rank period caps by the unpacked plan, pack the most promising, refine around the best; best first."""
-    plans: dict[float, _Plan | None] = {}
+    """Plans over a ladder of period caps, best first: layers on crossbars of their own at every cap
+    (exact and cheap), and with the shared pool at the caps whose unpacked plan ranks best, then
+    bisection around the best cap."""
+    pooled: dict[float, _Plan | None] = {}
+    own: dict[float, _Plan | None] = {}
 
-    def plan(cap: float) -> _Plan | None:
-        if cap not in plans:
-            plans[cap] = _plan(ctx, budget, cap)
-        return plans[cap]
+    def plan(cap: float) -> None:
+        if cap not in own:
+            own[cap] = _dedicated(ctx, budget, cap)
+        if cap not in pooled:
+            pooled[cap] = _plan(ctx, budget, cap, refits=effort.refits)
 
-    fastest = plan(math.inf)  # least sum of layer times: the plan for one sample at a time
-    caps = [math.inf]
+    plan(math.inf)  # least sum of layer times: the plan for one sample at a time
+    fastest = [p for p in (own[math.inf], pooled[math.inf]) if p is not None]
+    caps: list[float] = []
     if max(ctx.ks) > 1:
         # caps worth trying lie between the smallest period crossbars of their own reach (or, when
         # they cannot hold the model, the bound) and the period of the one-sample plan
         bound = ctx.bound(budget)
         lo = min_period(ctx.frontiers, budget)
         lo = lo if lo is not None else max(1, math.ceil(bound))
-        hi = fastest.period if fastest is not None else max(d.tau(1) for d in ctx.defaults)
-        caps += _ladder(lo, max(lo, hi), effort.ladder)
+        hi = max((p.period for p in fastest), default=max(d.tau(1) for d in ctx.defaults))
+        caps = _ladder(lo, max(lo, hi), effort.ladder)
         if bound < lo:
             caps.append(float(max(1, math.ceil(bound))))  # shared crossbars may get below that
+    for cap in caps:
+        own[cap] = _dedicated(ctx, budget, cap)
     estimates = [(e.score, cap) for cap in caps if (e := _estimate(ctx, budget, cap)) is not None]
     soft: list[_Plan] = []
     for _, cap in sorted(estimates)[:effort.packed]:
-        if plan(cap) is None and len(soft) < SOFT_PLANS and (p := _plan(ctx, budget, cap, soft=True)):
+        plan(cap)
+        if pooled[cap] is None and len(soft) < SOFT_PLANS and (p := _plan(ctx, budget, cap, True, effort.refits)):
             soft.append(p)  # tight budgets: windows that may overlap, timed for real below
+    found = lambda: [p for p in (*own.values(), *pooled.values()) if p is not None]  # noqa: E731
     for _ in range(effort.refine):
-        ranked = sorted((p for p in plans.values() if p is not None), key=lambda p: p.score)
+        ranked = sorted(found(), key=lambda p: p.score)
         if not ranked or math.isinf(ranked[0].cap):
             break
         best = ranked[0].cap
-        tried = sorted({*(c for c in plans if not math.isinf(c)), *(c for c in caps if not math.isinf(c))})
+        tried = sorted(c for c in {*own, *pooled} if not math.isinf(c))
         i = tried.index(best)
         for j in (i - 1, i + 1):
             if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
                 plan(float((tried[j] + best) // 2))
-    return [*sorted((p for p in plans.values() if p is not None), key=lambda p: p.score), *soft]
+    return [*sorted(found(), key=lambda p: p.score), *soft]
 
 
 def _ladder(lo: int, hi: int, steps: int) -> list[float]:

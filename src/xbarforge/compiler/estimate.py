@@ -4,9 +4,10 @@ An architecture search asks for thousands of candidates. It used to rank them by
 packing, which ran 1.5-9x faster than the compiled mapping and so ranked candidates by a latency
 the compiler never delivered. The compiler now works in counts (runs of identical crossbars) and
 caches each layer shape's frontier across calls, so the search calls it directly: `estimate`
-compiles the graph with the objective the search's report uses (`search.run.compiled_costs`:
-throughput for k > 1, else latency) and reads the latency model on the mapping it returns.
-The estimate and the compiled numbers are therefore the same numbers.
+compiles the graph with the objective and effort the search's report uses
+(`search.run.compiled_costs`: throughput for k > 1, else latency; "fast") and reads the latency
+model on the mapping it returns. The estimate and the compiled numbers are therefore the same
+numbers (`benchmarks/compile_bench.py`, section estimate, checks it and times it).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Estimate:
 
 
 def estimate(graph: LayerGraph, hw: HardwareSpec, budget: int, samples: tuple[int, ...] = (8,),
-             cache: EstimateCache | None = None, need_fewest: bool = False) -> Estimate:
+             cache: EstimateCache | None = None, need_fewest: bool = False, effort: str = "fast") -> Estimate:
     """`compile_graph`'s mapping of `graph` on `budget` crossbars, timed for `samples`.
 
     A graph whose one packed copy needs more than `budget` crossbars does not fit (`fits` False,
@@ -74,7 +75,7 @@ def estimate(graph: LayerGraph, hw: HardwareSpec, budget: int, samples: tuple[in
         return Estimate(False, fewest, blocks, budget, {}, 0.0, {}, hw.mvm_ns)
     ks = sorted(set(samples))
     objective = "throughput" if max(ks) > 1 else "latency"
-    mapping = compile_graph(graph, hw, crossbars=budget, samples=ks, objective=objective)
+    mapping = compile_graph(graph, hw, crossbars=budget, samples=ks, objective=objective, effort=effort)
     timing = mapping_timing(mapping)
     cycles = {k: timing.cycles(k) for k in ks}
     copies = {lp.name: lp.copies for lp in mapping.layers}

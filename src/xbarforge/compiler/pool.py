@@ -128,23 +128,31 @@ def pack_pool(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareS
     area = {li: sum(left[g] * groups[g][2] * groups[g][3] for g in gs) for li, gs in by_layer.items()}
     while any(left):
         free = [(0, 0, rows, cols)]
+        tall, wide, room = rows, cols, rows * cols  # tallest and widest free rectangle, free cells
+        smallest = min(groups[g][2] * groups[g][3] for g in range(len(groups)) if left[g])
         content: list[tuple[int, int, int]] = []
         busy = 0
         windows: tuple[tuple[int, int], ...] = ()
         for li in sorted((li for li in by_layer if area[li]), key=lambda li: (-area[li], li)):
+            if room < smallest:
+                break
             t_l = groups[by_layer[li][0]][4]
             if busy + t_l > limit and content:
                 continue
             if period is not None and not soft and content and _clash(windows, start[li] % period, t_l, period):
                 continue
             for g in by_layer[li]:
-                if not left[g]:
+                h, w = groups[g][2], groups[g][3]
+                if not left[g] or h > tall or w > wide or h * w > room:
                     continue
-                spots, rest = _fill(free, groups[g][2], groups[g][3], 1)
+                spots, rest = _fill(free, h, w, 1)
                 if spots:
                     (r, c), = spots
                     content.append((g, r, c))
                     free = rest
+                    tall = max((f[2] for f in free), default=0)
+                    wide = max((f[3] for f in free), default=0)
+                    room -= h * w
                     busy += t_l
                     if period is not None:
                         windows += ((start[li] % period, t_l),)
