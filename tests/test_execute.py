@@ -32,7 +32,7 @@ from xbarforge.compiler.execute import (
 )
 from xbarforge.compiler.lower import Form, lower
 from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
-from xbarforge.compiler.pack import Item, pack
+from xbarforge.compiler.pack import pack_counts
 from xbarforge.graph.capture import capture
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
@@ -136,23 +136,26 @@ def mappings(graph: LayerGraph, hw: HardwareSpec) -> tuple[dict[str, Mapping], i
 
 
 def hand_mapping(graph: LayerGraph, hw: HardwareSpec, forms: dict[str, Form], copies: int) -> Mapping:
-    """Lower each layer in the given form and pack all copies into shared crossbars (MaxRects)."""
-    plans, items, meta = [], [], []
-    for li, layer in enumerate(graph.mvm_layers):
+    """Lower each layer in the given form and pack all copies into shared crossbars (MaxRects, in counts)."""
+    plans, by_shape = [], {}
+    for layer in graph.mvm_layers:
         low = lower(layer, hw, forms.get(layer.name))
         plans.append(LayerPlan.from_lowered(low, copies))
         for c in range(copies):
             for b in low.blocks:
-                items.append(Item(len(items), b.height, b.width, li))
-                meta.append((layer.name, c, b))
-    placements, bins = pack(items, hw.crossbar.rows, hw.usable_cols, separate_layers=False)
-    blocks = []
-    for pl in placements:
-        name, c, b = meta[pl.key]
-        blocks.append(PlacedBlock(name, c, b.group0, b.group1, b.row0, b.row1, b.col0, b.col1,
-                                  pl.crossbar, pl.row, pl.col, b.height, b.width, b.weights))
+                by_shape.setdefault((b.height, b.width), []).append((layer.name, c, b))
+    shapes = list(by_shape)
+    types = pack_counts([(len(by_shape[s]), *s) for s in shapes], hw.crossbar.rows, hw.usable_cols)
+    blocks, x = [], 0
+    for bt in types:
+        for _ in range(bt.count):
+            for key, row, col in bt.content:
+                name, c, b = by_shape[shapes[key]].pop()
+                blocks.append(PlacedBlock(name, c, b.group0, b.group1, b.row0, b.row1, b.col0, b.col1,
+                                          x, row, col, b.height, b.width, b.weights))
+            x += 1
     return Mapping(graph.name, graph.input_shape, hw.name, hw.crossbar.rows, hw.crossbar.cols, None,
-                   plans, blocks, len(bins))
+                   plans, blocks, x)
 
 
 @pytest.fixture(scope="module")

@@ -277,10 +277,10 @@ def _search(ctx: _Context, budget: int, effort: Effort) -> list[_Plan]:
     pooled: dict[float, _Plan | None] = {}
     own: dict[float, _Plan | None] = {}
 
-    def plan(cap: float) -> None:
+    def plan(cap: float, pool: bool = True) -> None:
         if cap not in own:
             own[cap] = _dedicated(ctx, budget, cap)
-        if cap not in pooled:
+        if pool and cap not in pooled:
             pooled[cap] = _plan(ctx, budget, cap, refits=effort.refits)
 
     plan(math.inf)  # least sum of layer times: the plan for one sample at a time
@@ -314,7 +314,7 @@ def _search(ctx: _Context, budget: int, effort: Effort) -> list[_Plan]:
         i = tried.index(best)
         for j in (i - 1, i + 1):
             if 0 <= j < len(tried) and abs(tried[j] - best) > 1:
-                plan(float((tried[j] + best) // 2))
+                plan(float((tried[j] + best) // 2), pool=bool(ranked[0].pooled))  # packing only if it won
     return [*sorted(found(), key=lambda p: p.score), *soft]
 
 

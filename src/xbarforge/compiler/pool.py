@@ -20,7 +20,7 @@ import numpy as np
 
 from xbarforge.compiler.frontier import copy_counts
 from xbarforge.compiler.lower import LoweredLayer
-from xbarforge.compiler.pack import _fill, windows_overlap
+from xbarforge.compiler.pack import place, windows_overlap
 from xbarforge.hardware.spec import HardwareSpec
 
 # A pooled layer may keep a shared crossbar busy for at most this share of the period: a layer that
@@ -145,11 +145,10 @@ def pack_pool(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareS
                 h, w = groups[g][2], groups[g][3]
                 if not left[g] or h > tall or w > wide or h * w > room:
                     continue
-                spots, rest = _fill(free, h, w, 1)
-                if spots:
-                    (r, c), = spots
+                got = place(free, h, w)
+                if got is not None:
+                    r, c, free = got
                     content.append((g, r, c))
-                    free = rest
                     tall = max((f[2] for f in free), default=0)
                     wide = max((f[3] for f in free), default=0)
                     room -= h * w
@@ -168,4 +167,7 @@ def pack_pool(members: dict[int, tuple[Shareable, int, int, int]], hw: HardwareS
 
 
 def _clash(windows: tuple[tuple[int, int], ...], start: int, length: int, period: int) -> bool:
-    return any(windows_overlap(start, length, s, ln, period) for s, ln in windows)
+    for s, ln in windows:
+        if windows_overlap(start, length, s, ln, period):
+            return True
+    return False
