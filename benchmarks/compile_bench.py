@@ -155,6 +155,19 @@ def _timed(graph: Any, hw: Any, budget: int, repeat: int) -> tuple[Any, float, f
     return m, first, statistics.median(walls), statistics.median(cpus)
 
 
+def _per_k(graph: Any, hw: Any, budget: int) -> dict:
+    """One mapping per k (latency objective for k = 1, throughput for k = 8 and 64): its latency, and
+    for k = 64 its throughput against the bound."""
+    out: dict = {}
+    for k in SAMPLES:
+        r = xbarforge.compile(graph, hw, crossbars=budget, samples=[k],
+                              objective="latency" if k == 1 else "throughput").report
+        out[str(k)] = {"latency_ns": r["latency_ns"][str(k)], "speedup": round(r["speedup"][str(k)], 3)}
+        if k == max(SAMPLES):
+            out[str(k)]["throughput_bound_ratio"] = r["throughput_bound_ratio"]
+    return out
+
+
 def grid(repeat: int, models: list[str]) -> dict:
     cells: dict[str, dict] = {}
     for name in models:
@@ -165,6 +178,7 @@ def grid(repeat: int, models: list[str]) -> dict:
             hw = load_hardware(preset)
             base = isaac_like(graph, hw).crossbars_used
             previous: dict | None = None
+            previous_k: dict | None = None
             for f in FACTORS:
                 budget = int(base * f)
                 m, first, warm, cpu = _timed(graph, hw, budget, repeat)
@@ -172,6 +186,10 @@ def grid(repeat: int, models: list[str]) -> dict:
                 lat = r["latency_ns"]
                 mono = previous is None or all(lat[k] <= previous[k] * (1 + 1e-9) for k in lat)
                 previous = lat
+                per_k = _per_k(graph, hw, budget)
+                mono_k = previous_k is None or all(per_k[k]["latency_ns"] <= previous_k[k]["latency_ns"] * (1 + 1e-9)
+                                                   for k in per_k)
+                previous_k = per_k
                 cells[f"{name}@{preset}@{f}x"] = {
                     "model": name, "preset": preset, "factor": f, "budget": budget, "weights": weights,
                     "isaac_like_crossbars": base, "crossbars_used": r["crossbars_used"],
@@ -181,11 +199,14 @@ def grid(repeat: int, models: list[str]) -> dict:
                     "period_cycles": r["period_cycles"], "bound_cycles": r["period_bound_cycles"],
                     "throughput_bound_ratio": r["throughput_bound_ratio"],
                     "monotone_vs_smaller_budget": mono, "plan": r.get("plan", {}).get("label"),
+                    "mapping_per_k": per_k, "per_k_monotone_vs_smaller_budget": mono_k,
                     "expanded_blocks": len(m.blocks) if sum(run.instances for run in m.runs) < EXPAND_LIMIT else None,
                 }
                 c = cells[f"{name}@{preset}@{f}x"]
                 log(f"grid {name}@{preset} {f}x: {warm * 1e3:.0f} ms (first {first * 1e3:.0f}), speedup "
-                    f"{c['speedup']}, bound {c['throughput_bound_ratio']:.2f}{'' if mono else ', NOT MONOTONE'}")
+                    f"{c['speedup']}, bound {c['throughput_bound_ratio']:.2f} (throughput mapping "
+                    f"{per_k['64']['throughput_bound_ratio']:.2f}){'' if mono else ', balanced not monotone'}"
+                    f"{'' if mono_k else ', per-k NOT MONOTONE'}")
     return {"cells": cells, "summary": _grid_summary(cells)}
 
 
@@ -200,6 +221,7 @@ def _grid_summary(cells: dict[str, dict]) -> dict:
         t = {c["factor"]: c["compile_s_median"] for c in cells.values() if (c["model"], c["preset"]) == key}
         growth[f"{key[0]}@{key[1]}"] = round(t[4.0] / t[1.0], 2)
     ratios = [c["throughput_bound_ratio"] for c in cells.values()]
+    tput = [c["mapping_per_k"]["64"]["throughput_bound_ratio"] for c in cells.values()]
     at15 = [c for c in cells.values() if c["factor"] >= 1.5]
     return {
         "cells": len(cells),
@@ -213,9 +235,12 @@ def _grid_summary(cells: dict[str, dict]) -> dict:
         "cells_at_1_5x_or_more_with_speedup_64_le_1_5": [k for k, c in cells.items()
                                                           if c["factor"] >= 1.5 and c["speedup"]["64"] <= 1.5],
         "cells_below_1": [k for k, c in cells.items() if min(c["speedup"].values()) < 1.0 - 1e-9],
-        "not_monotone": [k for k, c in cells.items() if not c["monotone_vs_smaller_budget"]],
-        "bound_ratio": {"min": min(ratios), "median": statistics.median(ratios)},
-        "cells_below_half_bound": [k for k, c in cells.items() if c["throughput_bound_ratio"] < 0.5],
+        "balanced_not_monotone": [k for k, c in cells.items() if not c["monotone_vs_smaller_budget"]],
+        "per_k_not_monotone": [k for k, c in cells.items() if not c["per_k_monotone_vs_smaller_budget"]],
+        "bound_ratio_balanced": {"min": min(ratios), "median": statistics.median(ratios)},
+        "bound_ratio_throughput_mapping": {"min": min(tput), "median": statistics.median(tput)},
+        "cells_below_half_bound_throughput_mapping": [k for k, c in cells.items()
+                                                      if c["mapping_per_k"]["64"]["throughput_bound_ratio"] < 0.5],
     }
 
 
@@ -284,7 +309,7 @@ def rounds() -> dict:
                 t = mapping_timing(m)
                 per[part] = {"rounds": m.rounds, "latency_ms": t.cycles(k) * hw.mvm_ns / 1e6,
                              "write_ms": sum(t.write_cycles) * hw.mvm_ns / 1e6, "plan": m.report["plan"]["label"],
-                             "crossbars_written": sum(_round_crossbars(m).values()), "seconds": round(secs, 3)}
+                             "crossbars_written": sum(m.round_crossbars().values()), "seconds": round(secs, 3)}
             per["speedup_over_naive"] = per["naive"]["latency_ms"] / per["optimal"]["latency_ms"]
             per["speedup_over_isaac_like_rounds"] = per["isaac-like"]["latency_ms"] / per["optimal"]["latency_ms"]
             row["k"][str(k)] = per
@@ -292,17 +317,6 @@ def rounds() -> dict:
                 f"({per['optimal']['rounds']} rounds) vs naive {per['naive']['latency_ms']:.2f} ms")
         out[preset] = row
     return out
-
-
-def _round_crossbars(m: Any) -> dict[int, int]:
-    used: dict[int, int] = defaultdict(int)
-    for run in m.runs:
-        used[run.round] = max(used[run.round], run.crossbar0 + run.crossbars)
-    for sr in m.shared:
-        used[sr.round] = max(used[sr.round], sr.crossbar0 + sr.crossbars)
-    for b in m.placed:
-        used[b.round] = max(used[b.round], b.crossbar + 1)
-    return dict(used)
 
 
 def _overlaps(m: Any, rows: int, cols: int) -> int:
@@ -379,6 +393,95 @@ def onnx_equivalence() -> dict:
 
 
 SECTIONS = ("reference", "rnc", "grid", "demo", "estimate", "rounds", "checks", "onnx")
+README = Path(__file__).parent.parent / "README.md"
+BEGIN = "<!-- compile_bench:begin (generated from benchmarks/results/compile_bench.json; do not edit) -->"
+END = "<!-- compile_bench:end -->"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def markdown(doc: dict) -> str:
+    """The README's compiler figures, generated from the result file (a test checks they match)."""
+    out = [BEGIN]
+    ref = doc["reference"]
+    out.append(f"- Reference (`rnc-paper`, SqueezeNet 1.1, 3x64x64, isaac-like): {ref['blocks']} blocks, "
+               f"{ref['utilization']:.1%} utilization, {ref['cycles_1']} cycles, {ref['latency_us_1']:.1f} us for one "
+               f"sample, {ref['latency_us_8']:.1f} us for 8 ({'matches' if ref['ok'] else '**does not match**'} "
+               "DESIGN.md).")
+    out.append("- RNC comparison (SqueezeNet 1.1, `rnc-paper`, 3x64x64): speedup over isaac-like for k = 1 / 8 / 64, "
+               "one mapping per k (latency objective for k = 1, throughput otherwise), and in brackets one balanced "
+               "mapping for all three k; RNC research code last:")
+    out.append("")
+    out.append("  | crossbars | fast | thorough | RNC |")
+    out.append("  |---|---|---|---|")
+    for budget, row in doc["rnc"].items():
+        cells = []
+        for effort in ("fast", "thorough"):
+            per_k = row[effort]["mapping_per_k"]
+            one = row[effort]["one_mapping"]["speedup"]
+            beats = row[effort]["per_k_beats_rnc"]
+            val = " / ".join(f"{per_k[k]['speedup'][k]:.2f}" + ("" if beats[k] else "*") for k in ("1", "8", "64"))
+            cells.append(f"{val} ({' / '.join(f'{one[k]:.2f}' for k in ('1', '8', '64'))})")
+        rnc = row["rnc"]
+        out.append(f"  | {budget} | {cells[0]} | {cells[1]} | {rnc['1']} / {rnc['8']} / {rnc['64']} |")
+    out.append("")
+    out.append(r"  \* below RNC's figure (missed).")
+    g = doc["grid"]["summary"]
+    out.append(f"- Grid ({g['cells']} cells: every zoo model at its natural input x `rnc-paper`, `isaac`, `edge` x "
+               "1, 1.5, 2, 4 times its isaac-like crossbar count, fast effort, capture cached, median of repeats): "
+               f"median compile {g['median_compile_s_up_to_resnet18'] * 1e3:.0f} ms for models up to ResNet-18 size "
+               f"(target 100 ms: {_mark(g['median_compile_s_up_to_resnet18'] <= 0.1)}), "
+               f"{g['median_compile_s_larger'] * 1e3:.0f} ms for larger ones (target 500 ms: "
+               f"{_mark(g['median_compile_s_larger'] <= 0.5)}), slowest cell {g['max_compile_s'] * 1e3:.0f} ms "
+               f"({len(g['cells_above_1s'])} above 1 s); compile time at 4x over 1x budget: median "
+               f"{g['compile_growth_4x_over_1x']['median']:.2f}, at most {g['compile_growth_4x_over_1x']['max']:.2f}.")
+    out.append(f"- Speedup at k = 64 on every cell at 1.5x budget or more: at least "
+               f"{g['speedup_64_min_at_1_5x_or_more']:.2f} (target > 1.5: "
+               f"{_mark(not g['cells_at_1_5x_or_more_with_speedup_64_le_1_5'])}); cells slower than isaac-like at "
+               f"some k: {len(g['cells_below_1'])} ({_mark(not g['cells_below_1'])}).")
+    out.append(f"- Latency never rising with the budget: one mapping per k, {len(g['per_k_not_monotone'])} cells "
+               f"rise ({_mark(not g['per_k_not_monotone'])}); the balanced mapping for k = 1, 8, 64 together trades "
+               f"one k against another and rises at some k in {len(g['balanced_not_monotone'])} cells.")
+    bt = g["bound_ratio_throughput_mapping"]
+    out.append(f"- Throughput against the bound (`docs/latency.md`), throughput-objective mapping: median "
+               f"{bt['median']:.0%}, lowest {bt['min']:.0%}; cells below 50%: "
+               f"{len(g['cells_below_half_bound_throughput_mapping'])} of {g['cells']} "
+               f"({_mark(not g['cells_below_half_bound_throughput_mapping'])}). The balanced mapping reaches "
+               f"median {g['bound_ratio_balanced']['median']:.0%}. Demo (MobileNetV3-small 3x64x64 on `edge`): "
+               f"{doc['demo']['throughput_bound_ratio']:.0%} (target 25%: "
+               f"{_mark(doc['demo']['throughput_bound_ratio'] >= 0.25)}).")
+    est = doc["estimate"]["budgets"]
+    worst = max(max(v["k1"]["max_relative_error"], v["k8"]["max_relative_error"]) for v in est.values())
+    rho = min(min(v["k1"]["spearman"], v["k8"]["spearman"]) for v in est.values())
+    ms = max(v["ms_per_estimate_median"] for v in est.values())
+    out.append(f"- Search estimate vs compiled mapping ({sum(v['networks_that_fit'] for v in est.values())} "
+               f"MobileNetV3-small sub-nets at 0.8x / 1x / 1.2x): largest error {worst:.1%}, Spearman at least "
+               f"{rho:.3f} (targets 15% and 0.95: {_mark(worst <= 0.15 and rho >= 0.95)}); median "
+               f"{ms:.0f} ms per estimate (target 20 ms: {_mark(ms <= 20)}).")
+    for preset, row in doc["rounds"].items():
+        parts = []
+        for k, per in row["k"].items():
+            opt, naive, isaac = per["optimal"], per["naive"], per["isaac-like"]
+            parts.append(f"k = {k}: {opt['latency_ms']:.2f} ms in {opt['rounds']} rounds ({opt['write_ms']:.2f} ms "
+                         f"writing) vs naive rounds {naive['latency_ms']:.2f} ms and isaac-like rounds "
+                         f"{isaac['latency_ms']:.2f} ms")
+        out.append(f"- Reprogramming rounds, ResNet-50 on `{preset}` at {row['budget']} crossbars: "
+                   + "; ".join(parts) + ".")
+    c = doc["checks"]["summary"]
+    out.append(f"- Checks: every weight placed once, no overlap, budget kept on {c['invariant_cells']} grid cells "
+               f"({'all hold' if c['invariants_all_ok'] else '**some fail**'}); event simulation equal to the analytic "
+               f"latency: {'yes' if c['event_sim_all_equal'] else '**no**'}; `Mapping.execute` against torch: "
+               f"largest relative error {c['execute_max_relative_error']:.1e}.")
+    out.append(END)
+    return "\n".join(out)
+
+
+def write_readme(doc: dict) -> None:
+    text = README.read_text()
+    a, b = text.index(BEGIN), text.index(END) + len(END)
+    README.write_text(text[:a] + markdown(doc) + text[b:])
 
 
 def main() -> int:
@@ -387,9 +490,10 @@ def main() -> int:
     ap.add_argument("--networks", type=int, default=50, help="random sub-nets for the estimate section")
     ap.add_argument("--models", default="all", help="comma-separated zoo models for the grid (default: all)")
     ap.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections (merged into the file)")
+    ap.add_argument("--readme", action="store_true", help="rewrite the README's compiler figures from the file")
     args = ap.parse_args()
     torch.manual_seed(0)
-    doc: dict = json.loads(RESULTS.read_text()) if (args.only and RESULTS.exists()) else {}
+    doc: dict = json.loads(RESULTS.read_text()) if ((args.only or args.readme) and RESULTS.exists()) else {}
     doc.update({
         "benchmark": "compile_bench",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -398,7 +502,7 @@ def main() -> int:
         "seed": 0,
     })
     models = list_models() if args.models == "all" else args.models.split(",")
-    todo = args.only or list(SECTIONS)
+    todo = args.only if args.only is not None else ([] if args.readme else list(SECTIONS))
     steps = {
         "reference": reference, "rnc": rnc_comparison, "grid": lambda: grid(args.repeat, models), "demo": demo,
         "estimate": lambda: estimate_vs_compile(args.networks), "rounds": rounds,
@@ -417,6 +521,9 @@ def main() -> int:
     if "grid" in doc:
         print("grid", json.dumps(doc["grid"]["summary"], indent=1))
     print(f"wrote {RESULTS}")
+    if args.readme:
+        write_readme(doc)
+        print(f"updated {README}")
     return 0
 
 

@@ -2,9 +2,10 @@
 
 `period_bound(forms, hw, budget)` claims no mapping of the layers on `budget` crossbars reaches a
 smaller steady-state period. Checked here: the compiler's mappings of small random models never beat
-it (their steady-state interval and period are >= the bound); more budget never raises it; and for a
-model dominated by one layer whose blocks fill whole crossbars, it matches a brute force over that
-layer's forms and copies (which is both achievable and, for such blocks, optimal).
+it (their steady-state period is >= the bound, and k samples take at least k x bound cycles); more
+budget never raises it; and for a model dominated by one layer whose blocks fill whole crossbars, it
+matches a brute force over that layer's forms and copies (which is both achievable and, for such
+blocks, optimal).
 """
 
 from __future__ import annotations
@@ -63,11 +64,16 @@ def test_bound_is_valid(seed):
         budget = max(1, int(fewest * mult))
         bound = period_bound(forms, hw, budget)
         assert 0 < bound < math.inf
-        m = compile_graph(graph, hw, crossbars=budget, samples=[1, 64])
+        m = compile_graph(graph, hw, crossbars=budget, samples=[1, 64], schedule="dag" if seed % 2 else "chain")
         assert m.rounds == 1
         timing = mapping_timing(m)
-        assert timing.interval(64) >= bound, (budget, timing.interval(64), bound)
         assert timing.period >= bound, (budget, timing.period, bound)
+        # k samples keep every crossbar and every layer busy k times a sample's share: latency(k) / k is
+        # a period the bound's argument covers. (The interval (latency(64) - latency(1)) / 63 itself may
+        # dip a cycle below the steady-state period when crossbars are shared: the batched schedule
+        # overlaps what the first sample waited for, and only tends to the period as k grows.)
+        for k in (1, 8, 64):
+            assert timing.cycles(k) >= k * bound, (budget, k, timing.cycles(k), bound)
         assert m.report["period_bound_cycles"] == pytest.approx(bound, rel=1e-9)
 
 
@@ -81,7 +87,7 @@ def test_bound_never_rises_with_budget(seed):
         bound = period_bound(forms, hw, budget)
         assert bound <= last, (budget, bound, last)
         last = bound
-    # a crossbar for every block of as many copies as pixels: one MVM per sample is reachable, and bound
+    # a crossbar for every block of as many copies as pixels: one MVM per sample is reachable, so the bound is 1
     plenty = sum(max(low.pixels * low.n_blocks for low in fs) for fs in forms)
     assert period_bound(forms, hw, plenty) == 1.0
 

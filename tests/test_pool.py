@@ -161,8 +161,10 @@ def test_shareable_keeps_full_blocks_apart():
             room = c.height + smallest[0] <= 32 or c.width + smallest[1] <= 32
             assert (i in sh.classes) == room, (low.name, c)
         assert sh.small + sh.big == low.n_blocks
-        assert sh.small_cells == sum(low.classes[i].height * low.classes[i].width * low.classes[i].count
-                                     for i in sh.classes)
+        # each shape as densely as it packs with its own kind: (32 // h) x (32 // w) per crossbar
+        assert sh.small_room == pytest.approx(sum(low.classes[i].count / ((32 // low.classes[i].height)
+                                                                          * (32 // low.classes[i].width))
+                                                  for i in sh.classes))
     big = shareable(lows[0], hw, smallest)  # 40x40 -> 32x32, 32x8, 8x32, 8x8: the full tile keeps its own
     assert big.big == 1 and big.small == 3
 
@@ -175,9 +177,11 @@ def test_pooled_points_respect_cap():
     for cap in (4.0, 10.0, 36.0, 100.0, math.inf):
         x, t, copies = pooled_points(sh, hw, cap, 1.0)
         for xi, ti, ci in zip(x, t, copies, strict=True):
-            assert ti == math.ceil(36 / ci) <= cap * 0.5 or (math.isinf(cap) and ti == math.ceil(36 / ci))
-            # at least the cells of its copies and, with a cap, its crossbar time within the cap
-            assert xi >= ci * sh.small_cells / (64 * 64) - 1e-9
+            # one copy's time, within the share of the period a pooled layer may take
+            assert ti == math.ceil(36 / ci) and ti <= cap * pool_mod.TIME_SHARE
+            # at least the room its copies fill and, with a cap, its crossbar time within the cap
+            assert xi >= ci * sh.small_room - 1e-9
+            assert xi >= ci * sh.small * 3 * 3 * 4 * 6 / (64 * 64) - 1e-9  # never less than its cells
             if not math.isinf(cap):
                 assert xi >= ci * sh.small * ti / cap - 1e-9
         if math.isinf(cap):

@@ -340,12 +340,10 @@ def reprogram_cost(graph: LayerGraph, hw: HardwareSpec, crossbars: int, batch: i
     ns = hw.mvm_ns
     mapping = compile_graph(graph, hw, crossbars=crossbars, samples=(batch,))
     ev = evaluate(mapping, hw, samples=(batch,))
-    compute_ns = ev["cycles"][str(batch)] * ns
+    compute_ns = ev["cycles"][str(batch)] * ns - ev["write_ns"]  # the latency model includes the writes
     writes = mapping.rounds > 1
-    used: dict[int, set[int]] = {}
-    for b in mapping.blocks:
-        used.setdefault(b.round, set()).add(b.crossbar)
-    round_xbars = tuple(len(used.get(r, ())) for r in range(mapping.rounds)) if writes else ()
+    used = mapping.round_crossbars()
+    round_xbars = tuple(used.get(r, 0) for r in range(mapping.rounds)) if writes else ()
     write_ns, write_pj = 0.0, {"write": 0.0, "verify": 0.0}
     for n in round_xbars:
         t, pj = write_cost(hw, n)

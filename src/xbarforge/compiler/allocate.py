@@ -6,7 +6,7 @@ wants the smallest sum of T_l with every T_l <= P and sum of crossbars <= budget
 multiple-choice knapsack. `allocate` solves its Lagrangian relaxation exactly and cheaply: each
 layer starts at its cheapest point under the cap, every layer's frontier is reduced to its lower
 convex hull, and the hull segments (crossbars added, cycles saved) are taken in order of cycles
-saved per crossbar while they fit; what is left of the budget then goes to non-hull points,
+saved per crossbar while they fit; what is left of the budget then goes to the best next points,
 best ratio first. `min_period` finds the smallest feasible cap by bisection.
 
 `crossbar_cost` prices a crossbar in cycles (reprogramming rounds: writing a crossbar costs time),
@@ -27,7 +27,7 @@ import numpy as np
 
 from xbarforge.compiler.frontier import Frontier
 
-LOOKAHEAD = 8  # non-hull points looked at per layer when spending what the hull steps left over
+LOOKAHEAD = 8  # points looked at per layer when spending what the hull steps left over
 
 
 def starts(frontiers: Sequence[Frontier], cap: float) -> list[int] | None:
@@ -111,7 +111,8 @@ def allocate(frontiers: Sequence[Frontier], budget: float, cap: float = math.inf
         eff = gains / dxs
         order = np.argsort(-eff, kind="stable")  # a layer's segments keep their (convex) order
         layers, dxs, eff = layers[order], dxs[order], eff[order]
-        # the prefix that fits is taken whole; then one pass skips what does not fit
+        # the prefix that fits is taken whole (the relaxation's optimum up to its last full step);
+        # the rest of the budget goes to the best next points, hull or not
         within = np.cumsum(dxs) <= left
         within &= eff > crossbar_cost
         n = int(np.argmin(within)) if not within.all() else len(within)
@@ -119,25 +120,13 @@ def allocate(frontiers: Sequence[Frontier], budget: float, cap: float = math.inf
             taken = np.bincount(layers[:n], minlength=len(frontiers))
             pos = taken.tolist()
             left -= float(dxs[:n].sum())
-        blocked = np.zeros(len(frontiers), dtype=bool)
-        smallest = float(dxs[n:].min()) if n < len(dxs) else 0.0
-        for k in range(n, len(dxs)):
-            if left < smallest or eff[k] <= crossbar_cost:
-                break
-            li = int(layers[k])
-            if blocked[li]:
-                continue
-            if dxs[k] <= left:
-                pos[li] += 1
-                left -= float(dxs[k])
-            else:
-                blocked[li] = True
     choice = [int(ch[p]) for ch, p in zip(chains, pos, strict=True)]
     return _spend(frontiers, choice, left, crossbar_cost)
 
 
 def _spend(frontiers: Sequence[Frontier], choice: list[int], left: float, crossbar_cost: float) -> list[int]:
-    """Spend crossbars left after the hull steps on the best non-hull moves (lazy greedy)."""
+    """Spend crossbars left after the hull steps on the best next moves, LOOKAHEAD points ahead
+    (lazy greedy on cycles saved per crossbar)."""
 
     def best_move(li: int) -> tuple[float, int] | None:
         f, j = frontiers[li], choice[li]

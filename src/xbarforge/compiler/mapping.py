@@ -240,6 +240,17 @@ class Mapping:
         """The same mapping with every block explicit (no runs): for tools that edit blocks."""
         return replace(self, placed=list(self.blocks), runs=[], shared=[], report=dict(self.report))
 
+    def round_crossbars(self) -> dict[int, int]:
+        """Crossbars each reprogramming round uses (written before it runs), from the runs and blocks."""
+        used: dict[int, set[int]] = {}
+        for run in self.runs:
+            used.setdefault(run.round, set()).update(range(run.crossbar0, run.crossbar0 + run.crossbars))
+        for sr in self.shared:
+            used.setdefault(sr.round, set()).update(range(sr.crossbar0, sr.crossbar0 + sr.crossbars))
+        for b in self.placed:
+            used.setdefault(b.round, set()).add(b.crossbar)
+        return {r: len(xs) for r, xs in sorted(used.items())}
+
     @property
     def weight_cells(self) -> int:
         plans = {p.name: p for p in self.layers}

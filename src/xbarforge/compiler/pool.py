@@ -59,7 +59,7 @@ class Shareable:
     classes: list[int]  # indices of the block classes (of one copy) that go to shared crossbars
     small: int  # blocks of one copy in those classes
     big: int  # blocks of one copy that keep crossbars of their own
-    small_cells: int  # rectangle cells of the small blocks of one copy
+    small_room: float  # crossbars the small blocks of one copy fill, each shape packed with its own kind
 
 
 def shareable(low: LoweredLayer, hw: HardwareSpec, smallest: tuple[int, int]) -> Shareable:
@@ -68,17 +68,21 @@ def shareable(low: LoweredLayer, hw: HardwareSpec, smallest: tuple[int, int]) ->
     rows, cols = hw.crossbar.rows, hw.usable_cols
     classes = [i for i, c in enumerate(low.classes) if c.height <= rows - smallest[0] or c.width <= cols - smallest[1]]
     small = sum(low.classes[i].count for i in classes)
-    cells = sum(low.classes[i].height * low.classes[i].width * low.classes[i].count for i in classes)
-    return Shareable(low, classes, small, low.n_blocks - small, cells)
+    # a crossbar holds (rows // h) x (cols // w) blocks of one shape: what their cells alone would
+    # say is too little for tall or wide blocks, which leave strips few others fit in
+    room = sum(low.classes[i].count / ((rows // low.classes[i].height) * (cols // low.classes[i].width))
+               for i in classes)
+    return Shareable(low, classes, small, low.n_blocks - small, room)
 
 
 def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
                   max_blocks: float = math.inf) -> tuple[np.ndarray, ...]:
     """(crossbars, time, copies) of a pooled layer for each copy count with time <= cap.
 
-    Crossbars = copies x big blocks + the share of the pool: the larger of its cells and, with a
-    period cap, its crossbar time over the cap, divided by how full packing gets the pool (`fill`,
-    fed back from real packings). Where a crossbar fires one block at a time, a layer's pooled
+    Crossbars = copies x big blocks + the share of the pool: the larger of the room its blocks fill
+    (each shape as densely as it packs with its own kind) and, with a period cap, its crossbar time
+    over the cap, divided by how full packing gets the pool (`fill`, fed back from real packings).
+    Where a crossbar fires one block at a time, a layer's pooled
     blocks need crossbars of their own (else they take turns): copy counts with more small blocks
     than `max_blocks` are left out.
     """
@@ -89,7 +93,7 @@ def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
     if not hw.fires_blocks_together:
         keep &= copies * sh.small <= max(max_blocks, sh.small)
     copies, tau = copies[keep], tau[keep]
-    share = copies * sh.small_cells / (hw.crossbar.rows * hw.usable_cols)
+    share = copies * sh.small_room
     if not math.isinf(cap):
         share = np.maximum(share, copies * sh.small * tau / cap)
     return copies * sh.big + share / fill, tau, copies

@@ -32,6 +32,7 @@ from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
 
 CAPS = 6  # period caps tried per round (geometric between the fastest and one copy)
+ROUND_TIE = 1e-9  # between partitions that cost the same, the one with fewer rounds
 
 
 @dataclass
@@ -130,7 +131,8 @@ def plan_rounds(frontiers: Sequence[Frontier], defaults: Sequence[LoweredLayer],
                 if seg is None:
                     continue
                 prev = best[i]
-                candidates.append((prev[0] + seg[0], [*prev[1], _Round(list(range(i, j)), seg[1], seg[2], seg[0])]))
+                rd = _Round(list(range(i, j)), seg[1], seg[2], seg[0])
+                candidates.append((prev[0] + seg[0] + ROUND_TIE, [*prev[1], rd]))
         best[j] = min(candidates, key=lambda c: c[0]) if candidates else None
     final = best[n]
     assert final is not None  # every layer fits alone or is split

@@ -180,10 +180,11 @@ def fit_note(report: dict[str, Any]) -> str | None:
         return None
     fewest = report.get("min_crossbars")
     budget = report.get("crossbars_budget")
+    write = report.get("write_ns") or 0.0
     return (
         f"The model does not fit: one copy needs at least {fewest} crossbars (fewest crossbars) but the"
-        f" budget is {budget}, so it runs in {rounds} reprogramming rounds (weights rewritten between"
-        " rounds; rewrite time is not in the latency)."
+        f" budget is {budget}, so it runs in {rounds} reprogramming rounds; every batch rewrites each"
+        f" round's crossbars, {fmt_time(write)} of writes included in every latency above."
     )
 
 
@@ -232,6 +233,7 @@ def summary_panel(report: dict[str, Any]) -> Panel:
     if bound:
         achieved = f"{fmt_pct(ratio)} achieved" if ratio else ""
         table.add_row("throughput bound", f"{fmt_count(bound)} /s", "", achieved)
+    samples = report.get("throughput_samples")
     energy, benergy = report.get("energy_pj"), base.get("energy_pj")
     table.add_row(
         "energy per inference",
@@ -261,7 +263,8 @@ def summary_panel(report: dict[str, Any]) -> Panel:
     ]
     if report.get("schedule_used"):
         used = ", ".join(f"k={k} {name}" for k, name in report["schedule_used"].items())
-        lines.append(f"static schedule giving each latency: {used}")
+        lines.append(f"static schedule giving each latency: {used}"
+                     + (f"; throughput from k={samples}" if samples else ""))
     lines.append(
         f"reprogramming rounds: {rounds}   fewest crossbars for one copy: {report.get('min_crossbars')}"
     )
