@@ -299,6 +299,18 @@ class Mapping:
         return execute_mapping(self, graph, hw, x)
 
 
+def new_mapping(graph: Any, hw: Any, plans: list[LayerPlan], placed: list[PlacedBlock], runs: list[Run],
+                crossbars: int, budget: int | None, schedule: str, objective: str, seed: int, rounds: int = 1,
+                fewest: int | None = None) -> Mapping:
+    """A Mapping of `graph` (a LayerGraph) on `hw` (a HardwareSpec): the fields every compiler path fills alike."""
+    return Mapping(
+        model=graph.name, input_shape=tuple(graph.input_shape), hardware=hw.name,
+        crossbar_rows=hw.crossbar.rows, crossbar_cols=hw.crossbar.cols, crossbars_budget=budget,
+        layers=plans, placed=placed, crossbars_used=crossbars, rounds=rounds, min_crossbars=fewest,
+        schedule=schedule, objective=objective, seed=seed, runs=runs, fires_together=hw.fires_blocks_together,
+    )
+
+
 def shared_weights(plan: LayerPlan, share: Share) -> int:
     """Weight cells of one instance of a share (its blocks all have one shape)."""
     return plan.range_totals(share.block0, share.block0 + 1)[0]

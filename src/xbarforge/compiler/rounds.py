@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from xbarforge.compiler.allocate import allocate
 from xbarforge.compiler.frontier import Frontier, frontier
 from xbarforge.compiler.lower import LoweredLayer, lower
-from xbarforge.compiler.mapping import LayerPlan, Mapping, Run
+from xbarforge.compiler.mapping import LayerPlan, Mapping, Run, new_mapping
 from xbarforge.cost.latency import mapping_timing
 from xbarforge.cost.reprogram import write_cycles
 from xbarforge.graph.layer_graph import LayerGraph
@@ -152,8 +152,6 @@ def naive_rounds(frontiers: Sequence[Frontier], defaults: Sequence[LoweredLayer]
 
 def _build(graph: LayerGraph, hw: HardwareSpec, frontiers: Sequence[Frontier], defaults: Sequence[LoweredLayer],
            rounds: list[_Round], budget: int, schedule: str, seed: int, fewest: int, label: str) -> Mapping:
-    from xbarforge.compiler.compile import _mapping  # compile imports this module lazily
-
     preds = graph.mvm_predecessors()
     layers = graph.mvm_layers
     plans: dict[int, LayerPlan] = {}
@@ -182,7 +180,7 @@ def _build(graph: LayerGraph, hw: HardwareSpec, frontiers: Sequence[Frontier], d
                 x += n
         writes.append(write_cycles(hw, x))
         used = max(used, x)
-    m = _mapping(graph, hw, [plans[i] for i in range(len(layers))], [], runs, used, budget, schedule, "rounds",
+    m = new_mapping(graph, hw, [plans[i] for i in range(len(layers))], [], runs, used, budget, schedule, "rounds",
                  seed, rounds=len(rounds), fewest=fewest)
     m.write_cycles = writes
     m.report["plan"] = {"label": label, "rounds": len(rounds)}
@@ -191,8 +189,6 @@ def _build(graph: LayerGraph, hw: HardwareSpec, frontiers: Sequence[Frontier], d
 
 def isaac_like_rounds(graph: LayerGraph, hw: HardwareSpec, budget: int, schedule: str = "chain") -> Mapping:
     """Every block on its own crossbar, layers in order, a new round every `budget` crossbars."""
-    from xbarforge.compiler.compile import _mapping
-
     preds = graph.mvm_predecessors()
     plans, runs, writes = [], [], []
     r, x = 0, 0
@@ -211,7 +207,7 @@ def isaac_like_rounds(graph: LayerGraph, hw: HardwareSpec, budget: int, schedule
             x += take
         plans.append(lp)
     writes.append(write_cycles(hw, x))
-    m = _mapping(graph, hw, plans, [], runs, budget if r else x, budget, schedule, "isaac-like", 0, rounds=r + 1)
+    m = new_mapping(graph, hw, plans, [], runs, budget if r else x, budget, schedule, "isaac-like", 0, rounds=r + 1)
     m.write_cycles = writes
     m.report["plan"] = {"label": "isaac-like rounds", "rounds": r + 1}
     return m
