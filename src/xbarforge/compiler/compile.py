@@ -270,6 +270,8 @@ def _best(ctx: Context, budget: int, objective: str, seed: int, fewest: int, eff
     under the DAG schedule."""
     graph, hw, schedule = ctx.graph, ctx.hw, ctx.schedule
     ranked = search(ctx, budget, effort)
+    if effort is not EFFORTS["fast"]:  # a harder search never ends worse than the fast one
+        ranked = sorted([*ranked, *search(ctx, budget, EFFORTS["fast"])], key=lambda p: p.score)
     exact = [p for p in ranked if ctx.exact(p)]
     timed = [p for p in ranked if not ctx.exact(p)][:REAL_SCORED]
     scored: list[tuple[float, int, Mapping]] = []

@@ -208,7 +208,7 @@ def _plan(ctx: Context, budget: int, cap: float, soft: bool = False, refits: int
     then charges the delays). When the packing overflows the budget, the allocation is redone with
     the pool priced at what packing achieved (and, if need be, on a smaller budget) until it fits."""
     room, fill = budget, PLAN_FILL
-    for _ in range(refits):
+    for attempt in range(refits):
         got = _allocate(ctx, room, cap, fill, room * WIDEST)
         if got is None:
             return None
@@ -230,9 +230,11 @@ def _plan(ctx: Context, budget: int, cap: float, soft: bool = False, refits: int
             plan = Plan(cap, choice, pool, pooled, times, used, period, soft=soft)
             plan.score = ctx.score(times, period)
             return plan
-        # price the pool at the fill packing reached; what that does not absorb comes off the budget
+        # price the pool at the fill packing reached; after the first try, what that does not absorb
+        # also comes off the budget
         fill *= max(0.3, min(0.97, share / max(pool.crossbars, 1))) if pool is not None else 1.0
-        room -= (used - budget + 1) // 2
+        if attempt:
+            room -= (used - budget + 1) // 2
         if room < 1:
             return None
     return None
