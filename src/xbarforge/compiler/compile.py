@@ -270,8 +270,6 @@ def _best(ctx: Context, budget: int, objective: str, seed: int, fewest: int, eff
     under the DAG schedule."""
     graph, hw, schedule = ctx.graph, ctx.hw, ctx.schedule
     ranked = search(ctx, budget, effort)
-    if effort is not EFFORTS["fast"]:  # a harder search never ends worse than the fast one
-        ranked = sorted([*ranked, *search(ctx, budget, EFFORTS["fast"])], key=lambda p: p.score)
     exact = [p for p in ranked if ctx.exact(p)]
     timed = [p for p in ranked if not ctx.exact(p)][:REAL_SCORED]
     scored: list[tuple[float, int, Mapping]] = []
@@ -295,6 +293,9 @@ def _best(ctx: Context, budget: int, objective: str, seed: int, fewest: int, eff
         packed = _packed_copy(graph, hw, ctx.defaults, budget, schedule, seed, fewest, objective)
         packed.report["plan"] = {"label": "packed"}
         scored.append((_real_score(ctx, packed), 0, packed))
+    if effort is not EFFORTS["fast"]:  # a harder search never ends worse than the fast one
+        fast = _best(ctx, budget, objective, seed, fewest, EFFORTS["fast"])
+        scored.append((_real_score(ctx, fast), len(scored), fast))
     return min(scored, key=lambda s: (s[0], s[1]))[2]
 
 
