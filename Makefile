@@ -25,7 +25,7 @@ test-slow: $(STAMP)
 	$(VENV)/bin/pytest -q -m slow
 
 bench: $(STAMP)
-	$(PY) benchmarks/compile_bench.py
+	$(PY) benchmarks/compile_bench.py --readme
 	$(PY) benchmarks/sim_bench.py
 	$(PY) benchmarks/ir_drop_bench.py
 	$(PY) benchmarks/fidelity_bench.py

@@ -490,10 +490,11 @@ def main() -> int:
     ap.add_argument("--networks", type=int, default=50, help="random sub-nets for the estimate section")
     ap.add_argument("--models", default="all", help="comma-separated zoo models for the grid (default: all)")
     ap.add_argument("--only", choices=SECTIONS, action="append", help="run only these sections (merged into the file)")
-    ap.add_argument("--readme", action="store_true", help="rewrite the README's compiler figures from the file")
+    ap.add_argument("--readme", action="store_true", help="also rewrite the README's compiler figures from the file")
+    ap.add_argument("--readme-only", action="store_true", help="only rewrite the README's figures (no run)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    doc: dict = json.loads(RESULTS.read_text()) if ((args.only or args.readme) and RESULTS.exists()) else {}
+    doc: dict = json.loads(RESULTS.read_text()) if ((args.only or args.readme_only) and RESULTS.exists()) else {}
     doc.update({
         "benchmark": "compile_bench",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -502,7 +503,7 @@ def main() -> int:
         "seed": 0,
     })
     models = list_models() if args.models == "all" else args.models.split(",")
-    todo = args.only if args.only is not None else ([] if args.readme else list(SECTIONS))
+    todo = [] if args.readme_only else (args.only or list(SECTIONS))
     steps = {
         "reference": reference, "rnc": rnc_comparison, "grid": lambda: grid(args.repeat, models), "demo": demo,
         "estimate": lambda: estimate_vs_compile(args.networks), "rounds": rounds,
@@ -521,7 +522,7 @@ def main() -> int:
     if "grid" in doc:
         print("grid", json.dumps(doc["grid"]["summary"], indent=1))
     print(f"wrote {RESULTS}")
-    if args.readme:
+    if args.readme or args.readme_only:
         write_readme(doc)
         print(f"updated {README}")
     return 0

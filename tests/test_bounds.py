@@ -14,6 +14,7 @@ import math
 import random
 
 import pytest
+from model_helpers import random_cnn
 from torch import nn
 
 from xbarforge.compiler.compile import compile_graph, min_crossbars
@@ -37,22 +38,8 @@ def random_case(seed: int) -> tuple[LayerGraph, HardwareSpec]:
     rng = random.Random(seed)
     hw = load_hardware(rng.choice(["rnc-paper", "edge", "isaac"])).with_crossbar(rng.choice([32, 64]),
                                                                                  rng.choice([32, 64]))
-    c = rng.randint(1, 16)
-    shape = (c, rng.randint(3, 8), rng.randint(3, 8))
-    mods: list[nn.Module] = []
-    for _ in range(rng.randint(1, 3)):
-        if rng.random() < 0.3:
-            mods.append(nn.Conv2d(c, c, 3, padding=1, groups=c))
-        else:
-            out, k = rng.randint(1, 48), rng.choice([1, 3])
-            mods.append(nn.Conv2d(c, out, k, padding=k // 2))
-            c = out
-    mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    for _ in range(rng.randint(0, 2)):
-        out = rng.randint(1, 60)
-        mods.append(nn.Linear(c, out))
-        c = out
-    return capture(nn.Sequential(*mods), shape), hw
+    model, c = random_cnn(rng, channels=16, conv_out=48, linear_out=60, max_linears=2, depthwise=0.3)
+    return capture(model, (c, rng.randint(3, 8), rng.randint(3, 8))), hw
 
 
 @pytest.mark.parametrize("seed", range(24))

@@ -16,6 +16,7 @@ import random
 from collections import defaultdict
 
 import pytest
+from model_helpers import random_cnn
 from torch import nn
 
 from xbarforge.compiler import pool as pool_mod
@@ -37,19 +38,8 @@ def random_case(seed: int) -> tuple[HardwareSpec, Members, int]:
     rng = random.Random(seed)
     preset, rows, cols = rng.choice(CHIPS)
     hw = load_hardware(preset).with_crossbar(rows, cols)
-    mods: list[nn.Module] = []
-    c = rng.randint(1, 12)
-    for _ in range(rng.randint(1, 3)):
-        out = rng.randint(1, 24)
-        k = rng.choice([1, 3])
-        mods.append(nn.Conv2d(c, out, k, padding=k // 2))
-        c = out
-    mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    for _ in range(rng.randint(0, 3)):
-        out = rng.randint(1, 40)
-        mods.append(nn.Linear(c, out))
-        c = out
-    graph = capture(nn.Sequential(*mods), (mods[0].in_channels, rng.randint(2, 5), rng.randint(2, 5)))
+    model, c = random_cnn(rng, channels=12, conv_out=24, linear_out=40, max_linears=3)
+    graph = capture(model, (c, rng.randint(2, 5), rng.randint(2, 5)))
     lows = [lower(layer, hw) for layer in graph.mvm_layers]
     smallest = (min(k.height for d in lows for k in d.classes), min(k.width for d in lows for k in d.classes))
     members: Members = {}
