@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from xbarforge.compiler.compile import _one_copy, compile_graph, min_crossbars
 from xbarforge.compiler.frontier import signature
 from xbarforge.compiler.lower import LoweredLayer, lower
+from xbarforge.compiler.mapping import Mapping
 from xbarforge.cost.latency import mapping_timing
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
@@ -56,6 +57,7 @@ class Estimate:
     copies: dict[str, int]
     mvm_ns: float
     crossbars_used: int = 0
+    mapping: Mapping | None = None  # the compiled mapping (None when the graph does not fit)
 
     def latency_ns(self, k: int) -> float:
         return self.cycles[k] * self.mvm_ns
@@ -80,4 +82,4 @@ def estimate(graph: LayerGraph, hw: HardwareSpec, budget: int, samples: tuple[in
     cycles = {k: timing.cycles(k) for k in ks}
     copies = {lp.name: lp.copies for lp in mapping.layers}
     return Estimate(True, fewest, blocks, budget, cycles, timing.interval(max(ks)), copies, hw.mvm_ns,
-                    mapping.crossbars_used)
+                    mapping.crossbars_used, mapping)

@@ -1,9 +1,9 @@
 """What one candidate costs: hardware numbers from the compiler and cost model, plus its accuracy.
 
 `HardwareObjectives` is the only place the search asks about hardware, and it asks the compiler
-(`compiler.estimate`: lowering, duplication options and the greedy fill `compile_graph` plans
-with) and the cost model (`cost.latency`, `cost.energy`, `cost.area`; `cost.hetero` when the space
-picks a crossbar size per layer) -- no private formula. `CandidateEvaluator` joins those numbers
+(`compiler.estimate`: the mapping `compile_graph` delivers) and the cost model (`cost.latency`,
+`cost.energy`, `cost.area`; `cost.hetero` when the space picks a crossbar size per layer) -- no
+private formula. `CandidateEvaluator` joins those numbers
 with an accuracy source (predictor, supernet or simulator) into an NSGA-II `Evaluated`; it is a
 plain picklable object so process pools and Ray workers can run it.
 """
@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from xbarforge.compiler.compile import isaac_like
 from xbarforge.compiler.estimate import EstimateCache, estimate
 from xbarforge.cost.area import chip_area_mm2
 from xbarforge.cost.energy import mapping_energy
@@ -93,8 +92,8 @@ class HardwareObjectives:
                   "weight_cells": float(weight_cells), "utilization": weight_cells / (self.budget * cells)}
         if not est.fits:
             return values, f"needs {est.fewest} crossbars for one copy, budget {self.budget}"
-        # dynamic energy does not depend on copies: the isaac-like mapping's, with the period's leakage
-        energy = mapping_energy(isaac_like(graph, hw), hw, est.period).total_pj if self.with_energy else float("nan")
+        # the compiled mapping's energy (its forms), with the leakage of its crossbars over the period
+        energy = mapping_energy(est.mapping, hw, est.period).total_pj if self.with_energy else float("nan")
         area = chip_area_mm2(hw, self.budget)
         values.update(self._common(est.latency_ns(self.samples), est.latency_ns(1), est.period * hw.mvm_ns,
                                    energy, area))

@@ -6,8 +6,8 @@
    the supernet itself, or with `nonideal` the simulator on each candidate's own crossbars.
 3. NSGA-II (pymoo) over the space's genome, objectives from `CandidateEvaluator` (compiler and
    cost model only), on the chosen back-end; checkpointed every generation.
-4. The front: every network re-scored on the whole validation split (predictor runs), compiled for
-   real (`compile_graph`; the search used the compiler's plan, `compiler.estimate`), put next to
+4. The front: every network re-scored on the whole validation split (predictor runs), compiled
+   (`compile_graph`, the same numbers the search ranked by through `compiler.estimate`), put next to
    the isaac-like mapping of the space's baseline network; JSON, CSV, a plot and the picks
    (high accuracy, low latency, knee).
 """
