@@ -84,6 +84,7 @@ class Context:
     schedule: str = "chain"
     deps: list[list[int]] = field(default_factory=list)  # layers each one waits for (schedule)
     pool_cache: dict[tuple, Pool] = field(default_factory=dict)
+    allocations: dict[tuple, tuple | None] = field(default_factory=dict)
     bounds: dict[int, float] = field(default_factory=dict)
 
     def score(self, times: Sequence[int], period: int) -> float:
@@ -160,7 +161,15 @@ def context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str = 
 def _allocate(ctx: Context, budget: int, cap: float, fill: float, widest: float
               ) -> tuple[dict[int, int], dict[int, int], list[int], float] | None:
     """One allocation: (frontier point per own layer, copies per pooled layer, times, crossbars planned
-    for the pool), or None."""
+    for the pool), or None. Cached: a cap's unpacked estimate is its packed plan's first try."""
+    key = (budget, cap, fill, widest)
+    if key not in ctx.allocations:
+        ctx.allocations[key] = _allocate_uncached(ctx, budget, cap, fill, widest)
+    return ctx.allocations[key]
+
+
+def _allocate_uncached(ctx: Context, budget: int, cap: float, fill: float, widest: float
+                       ) -> tuple[dict[int, int], dict[int, int], list[int], float] | None:
     opts = ctx.options(cap, fill, widest)
     picked = allocate(opts, budget, cap)
     if picked is None:

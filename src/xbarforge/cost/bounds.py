@@ -44,14 +44,6 @@ class _Options:
     work: np.ndarray  # crossbar-cycles per sample of the shared blocks
     cells: np.ndarray  # crossbars' worth of cells of the shared blocks
 
-    def least(self, period: float) -> tuple[float, float] | None:
-        """(exclusive + time / P, exclusive + cells) of the cheapest options within P, or None."""
-        ok = self.tau <= period
-        if not ok.any():
-            return None
-        e = self.excl[ok]
-        return float(np.min(e + self.work[ok] / period)), float(np.min(e + self.cells[ok]))
-
 
 def _options(forms: Sequence[LoweredLayer], hw: HardwareSpec, hmin: int, wmin: int) -> _Options:
     rows, cols = hw.crossbar.rows, hw.usable_cols
@@ -83,19 +75,23 @@ def period_bound(forms: Sequence[Sequence[LoweredLayer]], hw: HardwareSpec, budg
     classes = [c for fs in forms for f in fs for c in f.classes]
     hmin, wmin = min(c.height for c in classes), min(c.width for c in classes)
     options = [_options(fs, hw, hmin, wmin) for fs in forms]
+    # every layer's options in flat arrays, one segment per layer, so each test is a few numpy calls
+    starts = np.cumsum([0, *(len(o.tau) for o in options[:-1])])
+    tau = np.concatenate([o.tau for o in options]).astype(float)
+    excl = np.concatenate([o.excl for o in options])
+    work = np.concatenate([o.work for o in options])
+    cells = excl + np.concatenate([o.cells for o in options])
 
     def fits(period: float) -> bool:
-        time = cells = 0.0
-        for o in options:
-            least = o.least(period)
-            if least is None:
-                return False
-            time += least[0]
-            cells += least[1]
-        return time <= budget and cells <= budget
+        ok = tau <= period
+        if not np.logical_or.reduceat(ok, starts).all():
+            return False  # some layer has no option this fast
+        time = np.minimum.reduceat(np.where(ok, excl + work / period, np.inf), starts).sum()
+        room = np.minimum.reduceat(np.where(ok, cells, np.inf), starts).sum()
+        return bool(time <= budget and room <= budget)
 
     lo = max(float(np.min(o.tau)) for o in options)
-    hi = max(float(np.max(o.tau)) for o in options)
+    hi = float(tau.max())
     if not fits(hi):
         hi2 = hi
         while not fits(hi2):  # beyond one copy's time only the time term still falls
