@@ -7,8 +7,9 @@ its layers one at a time, so the packer keeps the layers it puts together within
 their windows apart; the latency model schedules what remains.
 
 Only blocks that leave room for another are pooled; a pooled layer's blocks that fill a crossbar
-keep crossbars of their own. A pooled layer may have copies too; what it costs in
-shared crossbars is planned from cells and crossbar time (`pooled_points`) and checked by packing.
+keep crossbars of their own. A pooled layer may have copies too; what it costs in shared crossbars
+is planned from the room its blocks fill and their crossbar time (`pooled_points`) and checked by
+packing.
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ class Pool:
     @property
     def crossbars(self) -> int:
         return sum(p.count for p in self.patterns)
-
-    @property
-    def busiest(self) -> int:
-        return max((p.busy for p in self.patterns), default=0)
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,7 @@ def _build(graph: LayerGraph, hw: HardwareSpec, frontiers: Sequence[Frontier], d
         writes.append(write_cycles(hw, x))
         used = max(used, x)
     m = new_mapping(graph, hw, [plans[i] for i in range(len(layers))], [], runs, used, budget, schedule, "rounds",
-                 seed, rounds=len(rounds), fewest=fewest)
+                    seed, rounds=len(rounds), fewest=fewest)
     m.write_cycles = writes
     m.report["plan"] = {"label": label, "rounds": len(rounds)}
     return m
