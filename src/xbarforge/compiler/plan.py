@@ -22,7 +22,7 @@ from xbarforge.compiler.allocate import allocate, min_period
 from xbarforge.compiler.frontier import Frontier, ParetoSet, frontier, pareto
 from xbarforge.compiler.lower import LoweredLayer, default_form, lower
 from xbarforge.compiler.mapping import Mapping
-from xbarforge.compiler.pool import Pool, Shareable, pack_pool, pooled_points, shareable
+from xbarforge.compiler.pool import TIME_SHARE, TIME_SHARE_OVERLAP, Pool, Shareable, pack_pool, pooled_points, shareable
 from xbarforge.cost.bounds import period_bound
 from xbarforge.cost.latency import mapping_timing
 from xbarforge.graph.layer_graph import LayerGraph
@@ -119,13 +119,14 @@ class Context:
             self.bounds[budget] = period_bound([f.forms for f in self.frontiers], self.hw, budget)
         return self.bounds[budget]
 
-    def options(self, cap: float, fill: float, max_blocks: float) -> list[ParetoSet]:
+    def options(self, cap: float, fill: float, max_blocks: float, time_share: float = TIME_SHARE
+                ) -> list[ParetoSet]:
         out: list[ParetoSet] = []
         for f, sh in zip(self.frontiers, self.shares, strict=True):
             if sh is None:
                 out.append(f)
                 continue
-            xp, tp, cp = pooled_points(sh, self.hw, cap, fill, max_blocks)
+            xp, tp, cp = pooled_points(sh, self.hw, cap, fill, max_blocks, time_share)
             x = np.concatenate([f.x.astype(float), xp])
             t = np.concatenate([f.t, tp])
             kind = np.concatenate([np.zeros(len(f.x), dtype=np.int64), np.ones(len(xp), dtype=np.int64)])
@@ -158,19 +159,19 @@ def context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str = 
 
 
 
-def _allocate(ctx: Context, budget: int, cap: float, fill: float, widest: float
+def _allocate(ctx: Context, budget: int, cap: float, fill: float, widest: float, time_share: float = TIME_SHARE
               ) -> tuple[dict[int, int], dict[int, int], list[int], float] | None:
     """One allocation: (frontier point per own layer, copies per pooled layer, times, crossbars planned
     for the pool), or None. Cached: a cap's unpacked estimate is its packed plan's first try."""
-    key = (budget, cap, fill, widest)
+    key = (budget, cap, fill, widest, time_share)
     if key not in ctx.allocations:
-        ctx.allocations[key] = _allocate_uncached(ctx, budget, cap, fill, widest)
+        ctx.allocations[key] = _allocate_uncached(ctx, budget, cap, fill, widest, time_share)
     return ctx.allocations[key]
 
 
-def _allocate_uncached(ctx: Context, budget: int, cap: float, fill: float, widest: float
+def _allocate_uncached(ctx: Context, budget: int, cap: float, fill: float, widest: float, time_share: float
                        ) -> tuple[dict[int, int], dict[int, int], list[int], float] | None:
-    opts = ctx.options(cap, fill, widest)
+    opts = ctx.options(cap, fill, widest, time_share)
     picked = allocate(opts, budget, cap)
     if picked is None:
         return None
@@ -218,7 +219,7 @@ def _plan(ctx: Context, budget: int, cap: float, soft: bool = False, refits: int
     the pool priced at what packing achieved (and, if need be, on a smaller budget) until it fits."""
     room, fill = budget, PLAN_FILL
     for attempt in range(refits):
-        got = _allocate(ctx, room, cap, fill, room * WIDEST)
+        got = _allocate(ctx, room, cap, fill, room * WIDEST, TIME_SHARE_OVERLAP if soft else TIME_SHARE)
         if got is None:
             return None
         choice, pooled, times, share = got
@@ -283,7 +284,8 @@ def search(ctx: Context, budget: int, effort: Effort) -> list[Plan]:
         bound = ctx.bound(budget)
         lo = min_period(ctx.frontiers, budget)
         lo = lo if lo is not None else max(1, math.ceil(bound))
-        hi = max((p.period for p in fastest), default=max(d.tau(1) for d in ctx.defaults))
+        # (a cap-free plan with shared crossbars has no real period: their windows were not kept apart)
+        hi = max((p.period for p in fastest if not p.pooled), default=max(d.tau(1) for d in ctx.defaults))
         caps = _ladder(lo, max(lo, hi), effort.ladder)
         if bound < lo:
             caps.append(float(max(1, math.ceil(bound))))  # shared crossbars may get below that

@@ -25,8 +25,10 @@ from xbarforge.compiler.pack import place, windows_overlap
 from xbarforge.hardware.spec import HardwareSpec
 
 # A pooled layer may keep a shared crossbar busy for at most this share of the period: a layer that
-# fills a crossbar's time leaves it to nobody else, and is as well off on crossbars of its own
+# fills a crossbar's time leaves it to nobody else, and is as well off on crossbars of its own. Where
+# windows may overlap (tight budgets), a layer may take the whole period: sharing then costs time.
 TIME_SHARE = 0.5
+TIME_SHARE_OVERLAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ def shareable(low: LoweredLayer, hw: HardwareSpec, smallest: tuple[int, int]) ->
     return Shareable(low, classes, small, low.n_blocks - small, room)
 
 
-def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
-                  max_blocks: float = math.inf) -> tuple[np.ndarray, ...]:
+def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float, max_blocks: float = math.inf,
+                  time_share: float = TIME_SHARE) -> tuple[np.ndarray, ...]:
     """(crossbars, time, copies) of a pooled layer for each copy count with time <= cap.
 
     Crossbars = copies x big blocks + the share of the pool: the larger of the room its blocks fill
@@ -86,7 +88,7 @@ def pooled_points(sh: Shareable, hw: HardwareSpec, cap: float, fill: float,
     low = sh.low
     copies = copy_counts(low.pixels)
     tau = -(-low.pixels // copies) * low.mvms_per_pixel
-    keep = tau <= cap * TIME_SHARE
+    keep = tau <= cap * time_share
     if not hw.fires_blocks_together:
         keep &= copies * sh.small <= max(max_blocks, sh.small)
     copies, tau = copies[keep], tau[keep]
