@@ -53,7 +53,6 @@ def _build(ctx: Context, plan: Plan, budget: int | None, schedule: str, objectiv
     layers = graph.mvm_layers
     plans: list[LayerPlan] = []
     runs: list[Run] = []
-    placed: list[PlacedBlock] = []
     x = 0
     for i, layer in enumerate(layers):
         if i in plan.choice:
@@ -84,7 +83,7 @@ def _build(ctx: Context, plan: Plan, budget: int | None, schedule: str, objectiv
                 shares.append(Share(layers[li].name, cls.start, cls.start + cls.count, inst, row, col))
             shared.append(SharedRun(x, pat.count, tuple(shares)))
             x += pat.count
-    m = new_mapping(graph, hw, plans, placed, runs, x, budget, schedule, objective, seed, fewest=fewest)
+    m = new_mapping(graph, hw, plans, [], runs, x, budget, schedule, objective, seed, fewest=fewest)
     m.shared = shared
     _set_serial(m)
     m.period_hint = plan.period if plan.pool is not None and max(ctx.ks) > 1 else None
@@ -131,16 +130,20 @@ def isaac_like(graph: LayerGraph, hw: HardwareSpec, schedule: str = "chain",
 
     `weight_bits` (mixed precision): bits per layer, one number or one per output channel.
     """
-    lows = _one_copy(graph, hw, weight_bits)
+    m = _isaac_like(graph, hw, _one_copy(graph, hw, weight_bits), schedule)
+    m.weight_bits = _recorded_bits(weight_bits)
+    return m
+
+
+def _isaac_like(graph: LayerGraph, hw: HardwareSpec, lows: Sequence[LoweredLayer], schedule: str) -> Mapping:
+    """The isaac-like mapping of layers already lowered in their default forms."""
     preds = graph.mvm_predecessors()
     plans, runs, x = [], [], 0
     for low in lows:
         plans.append(LayerPlan.from_lowered(low, 1, preds[low.name]))
         runs.append(Run(low.name, 0, low.n_blocks, 0, 1, 1, ((0, 0),), x, 1))
         x += low.n_blocks
-    m = new_mapping(graph, hw, plans, [], runs, x, None, schedule, "isaac-like", 0)
-    m.weight_bits = _recorded_bits(weight_bits)
-    return m
+    return new_mapping(graph, hw, plans, [], runs, x, None, schedule, "isaac-like", 0)
 
 
 def _shape_groups(lows: Sequence[LoweredLayer]) -> tuple[list[tuple[int, int, int]], list[list[tuple[int, int]]]]:
@@ -252,8 +255,8 @@ def compile_graph(
         return _packed_copy(graph, hw, lows, budget, schedule, seed, fewest)
     ks = {"balanced": sorted(set(samples)), "throughput": [max(samples)], "latency": [1]}[objective]
     if budget is None:
-        return _unbudgeted(graph, hw, ks, schedule, seed, fewest)
-    ctx = context(graph, hw, ks, schedule)
+        return _unbudgeted(context(graph, hw, ks, schedule, lows), seed, fewest)
+    ctx = context(graph, hw, ks, schedule, lows)
     best = _best(ctx, budget, objective, seed, fewest, EFFORTS[effort])
     if min_utilization is not None:
         best = _with_utilization(ctx, budget, objective, seed, fewest, EFFORTS[effort], min_utilization, best)
@@ -281,7 +284,7 @@ def _best(ctx: Context, budget: int, objective: str, seed: int, fewest: int, eff
     for p in timed:
         m = _build(ctx, p, budget, schedule, objective, seed, fewest)
         scored.append((_real_score(ctx, m), len(scored), m))
-    base = isaac_like(graph, hw, schedule)
+    base = _isaac_like(graph, hw, ctx.defaults, schedule)
     if base.crossbars_used <= budget:
         base.crossbars_budget, base.objective, base.seed, base.min_crossbars = budget, objective, seed, fewest
         base.report["plan"] = {"label": "isaac-like"}
@@ -299,12 +302,11 @@ def _best(ctx: Context, budget: int, objective: str, seed: int, fewest: int, eff
     return min(scored, key=lambda s: (s[0], s[1]))[2]
 
 
-def _unbudgeted(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str, seed: int,
-                fewest: int) -> Mapping:
+def _unbudgeted(ctx: Context, seed: int, fewest: int) -> Mapping:
     """No budget: one copy of every layer, each on the fewest crossbars that keep it as fast as its
     isaac-like placement; the small blocks of layers shared where that costs no time."""
-    ctx = context(graph, hw, ks, schedule)
-    base = isaac_like(graph, hw, schedule)
+    graph, hw, schedule = ctx.graph, ctx.hw, ctx.schedule
+    base = _isaac_like(graph, hw, ctx.defaults, schedule)
     base.min_crossbars, base.seed, base.objective = fewest, seed, "none"
     t1 = [d.tau(1) for d in ctx.defaults]
     cap = max(t1)

@@ -20,7 +20,7 @@ import numpy as np
 
 from xbarforge.compiler.allocate import allocate, min_period
 from xbarforge.compiler.frontier import Frontier, ParetoSet, frontier, pareto
-from xbarforge.compiler.lower import LoweredLayer, default_form, lower
+from xbarforge.compiler.lower import LoweredLayer, lower
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.compiler.pool import TIME_SHARE, TIME_SHARE_OVERLAP, Pool, Shareable, pack_pool, pooled_points, shareable
 from xbarforge.cost.bounds import period_bound
@@ -136,11 +136,14 @@ class Context:
         return out
 
 
-def context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str = "chain") -> Context:
+def context(graph: LayerGraph, hw: HardwareSpec, ks: list[int], schedule: str = "chain",
+            defaults: list[LoweredLayer] | None = None) -> Context:
+    """What planning needs of a graph: frontiers, default (isaac-like) forms given or lowered here,
+    the isaac-like cycles for each k, dependencies, and which blocks may share crossbars."""
     layers = graph.mvm_layers
     frontiers = [frontier(layer, hw) for layer in layers]
-    defaults = [f.forms[0] if f.forms[0].form == default_form(layer, hw) else lower(layer, hw)
-                for f, layer in zip(frontiers, layers, strict=True)]
+    if defaults is None:
+        defaults = [lower(layer, hw) for layer in layers]
     taus = [d.tau(1) for d in defaults]
     base = [sum(taus) + (k - 1) * max(taus) for k in ks]
     ctx = Context(graph, hw, frontiers, defaults, ks, base, schedule=schedule)
