@@ -422,8 +422,7 @@ def test_unsupported_module_is_one_line_naming_node() -> None:
         capture_module(Recurrent(), (4, 8))
     msg = str(info.value)
     assert "\n" not in msg
-    assert msg.startswith("unsupported operator 'torch.nn.modules.rnn.LSTM' at node 'encoder.lstm'")
-    assert "supported:" in msg
+    assert msg == "unsupported operator 'torch.nn.modules.rnn.LSTM' at node 'encoder.lstm'"  # and stops there
 
 
 def test_unsupported_function_is_one_line_naming_node() -> None:
@@ -456,7 +455,10 @@ def test_untraceable_model() -> None:
     with pytest.raises(CaptureError) as info:
         capture_module(Dynamic(), (3, 8, 8))
     msg = str(info.value)
-    assert "\n" not in msg and msg.startswith("cannot trace Dynamic with torch.fx: ")
+    assert "\n" not in msg and msg.startswith("cannot trace Dynamic with torch.fx in module (the model itself)")
+    # capture() falls back to an ONNX export, which records the branch taken on the capture input
+    g = capture(Dynamic(), (3, 8, 8))
+    assert g.source == "onnx-fallback" and [layer.kind for layer in g.mvm_layers] == ["conv"]
 
 
 def test_bad_inputs() -> None:
@@ -543,7 +545,7 @@ def test_zoo_models_capture(zoo_name: str) -> None:
     g = capture_module(model, shape, name=zoo_name)
     assert g.mvm_layers and g.mvm_layers[-1].out_channels == 10  # the classifier (conv or linear)
     if not zoo_name.startswith("densenet"):  # DenseNet is pre-activation: BN before conv stays "norm"
-        assert "norm" not in _kinds(g)
+        assert not [layer for layer in g.layers if layer.kind == "norm" and layer.attrs.get("fn") == "batch_norm"]
     names = [layer.name for layer in g.layers]
     assert len(set(names)) == len(names)
     for layer in g.mvm_layers:

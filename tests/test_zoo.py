@@ -14,6 +14,9 @@ ALL_MODELS = list_models()
 IMAGENET_STYLE = [n for n in ALL_MODELS if default_input_shape(n) == (3, 224, 224)]
 
 EXPECTED = {
+    "hybrid_vit",
+    "vit_cifar",
+    "vit_tiny",
     "densenet121",
     "densenet40",
     "lenet5",

@@ -162,6 +162,34 @@ class LayerPlan:
         )
 
 
+# The latency model counts whole time units. A digital stage can take a small part of an MVM, so a
+# mapping with digital stages is timed in ticks of mvm_ns / TICKS_PER_CYCLE (a stage is rounded up
+# to a tick, not to an MVM); MVM layers take exactly TICKS_PER_CYCLE ticks per cycle.
+TICKS_PER_CYCLE = 64
+
+
+@dataclass
+class DigitalStage:
+    """A layer with no weights that costs time on the chip (attention's products, softmax, layer
+    norm, GELU, reductions; see `cost.digital`): a pipeline stage on the vector unit, or on
+    crossbars written at run time (`unit`). All stages on one unit share it, like layers sharing a
+    crossbar. `preds` are the MVM layers and stages it reads from (through free ops), `feeds` the
+    MVM layers reading it, `after` the MVM layer it follows in the graph's order (None: first)."""
+
+    name: str
+    kind: str
+    describe: str
+    unit: str  # "vector" or "crossbar"
+    ticks: int  # ceil(time_ns / (mvm_ns / TICKS_PER_CYCLE))
+    time_ns: float
+    energy_pj: dict[str, float]
+    preds: list[str] = field(default_factory=list)
+    feeds: list[str] = field(default_factory=list)
+    after: str | None = None
+    runtime_crossbars: int = 0
+    macs: int = 0
+
+
 @dataclass
 class Mapping:
     model: str
@@ -189,6 +217,7 @@ class Mapping:
     fires_together: bool = False
     write_cycles: list[int] = field(default_factory=list)  # per reprogramming round (rounds > 1)
     report: dict[str, Any] = field(default_factory=dict)
+    digital: list[DigitalStage] = field(default_factory=list)  # costed layers without weights
 
     def layer(self, name: str) -> LayerPlan:
         for plan in self.layers:
@@ -280,6 +309,7 @@ class Mapping:
         d["runs"] = [Run(**{**r, "slots": tuple(tuple(s) for s in r["slots"])}) for r in d.get("runs", [])]
         d["shared"] = [SharedRun(**{**sr, "shares": tuple(Share(**s) for s in sr["shares"])})
                        for sr in d.get("shared", [])]
+        d["digital"] = [DigitalStage(**st) for st in d.get("digital", [])]
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -303,11 +333,14 @@ def new_mapping(graph: Any, hw: Any, plans: list[LayerPlan], placed: list[Placed
                 crossbars: int, budget: int | None, schedule: str, objective: str, seed: int, rounds: int = 1,
                 fewest: int | None = None) -> Mapping:
     """A Mapping of `graph` (a LayerGraph) on `hw` (a HardwareSpec): the fields every compiler path fills alike."""
+    from xbarforge.compiler.digital import digital_stages  # it reads cost.digital, which the compiler sits on
+
     return Mapping(
         model=graph.name, input_shape=tuple(graph.input_shape), hardware=hw.name,
         crossbar_rows=hw.crossbar.rows, crossbar_cols=hw.crossbar.cols, crossbars_budget=budget,
         layers=plans, placed=placed, crossbars_used=crossbars, rounds=rounds, min_crossbars=fewest,
         schedule=schedule, objective=objective, seed=seed, runs=runs, fires_together=hw.fires_blocks_together,
+        digital=digital_stages(graph, hw),
     )
 
 

@@ -95,7 +95,7 @@ class Context:
     def cycles(self, m: Mapping) -> dict[int, int]:
         """The latency model's cycles for each k asked (cached on the mapping)."""
         if "_cycles" not in m.__dict__:
-            timing = mapping_timing(m)
+            timing = mapping_timing(m, digital=False)
             m.__dict__["_cycles"] = {k: timing.cycles(k) for k in self.ks}
         return m.__dict__["_cycles"]
 

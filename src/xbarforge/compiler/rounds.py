@@ -236,10 +236,10 @@ def rounds_mapping(graph: LayerGraph, hw: HardwareSpec, budget: int, samples: li
                             budget, schedule, seed, fewest, "partitioned rounds"))
     if not built:
         raise ValueError(f"partition '{partition}' is not one of optimal, naive, isaac-like")
-    base = [mapping_timing(built[0]).cycles(k) for k in ks]
+    base = [mapping_timing(built[0], digital=False).cycles(k) for k in ks]
 
     def score(m: Mapping) -> float:
-        t = mapping_timing(m)
+        t = mapping_timing(m, digital=False)
         return sum(t.cycles(k) / b for k, b in zip(ks, base, strict=True))
 
     best = min(built, key=score)

@@ -1,4 +1,5 @@
-"""Chip area of the crossbars a mapping uses, with their periphery and tile overheads."""
+"""Chip area of the crossbars a mapping uses, with their periphery and tile overheads, and of the
+digital units its digital stages need (`cost.digital`)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def chip_area_mm2(hw: HardwareSpec, crossbars: int) -> float:
     """Area of `crossbars` crossbars grouped into tiles of `chip.crossbars_per_tile`."""
     tiles = math.ceil(crossbars / hw.chip.crossbars_per_tile)
     return (crossbars * crossbar_area_um2(hw) + tiles * hw.area.tile_overhead_um2) / 1e6
+
+
+def digital_area_mm2(hw: HardwareSpec, units: set[str], runtime_crossbars: int = 0) -> float:
+    """The vector unit (when a stage runs on it) and the crossbars written at run time (the most any
+    stage needs: stages on them take turns)."""
+    um2 = hw.digital.vector_unit_um2 if "vector" in units else 0.0
+    return (um2 + runtime_crossbars * crossbar_area_um2(hw)) / 1e6

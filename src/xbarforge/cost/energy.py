@@ -13,6 +13,10 @@ Per MVM of an h x w block with `c` input-bit cycles (activation_bits / dac_bits)
   buffer     (h * a + w_read/cpw * p) / 8 * buffer_pj_per_byte   (a: activation bits, p: partial
              sums at 2a bits when the layer is split over row tiles, else a)
 and per layer output: out_elems * a / 8 * interconnect_pj_per_byte.
+
+Digital stages (attention's products, softmax, layer norm, ...: `cost.digital`) add their own
+energy: "digital" for the vector unit, "write" for operands written into crossbars at run time,
+and the crossbar, converter and buffer components of those run-time crossbars.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.hardware.spec import HardwareSpec
 
-COMPONENTS = ("crossbar", "dac", "adc", "shift_add", "buffer", "interconnect", "leakage")
+COMPONENTS = ("crossbar", "dac", "adc", "shift_add", "buffer", "interconnect", "digital", "write", "leakage")
 
 
 @dataclass
@@ -79,5 +83,9 @@ def mapping_energy(mapping: Mapping, hw: HardwareSpec, period_cycles: float) -> 
             comps["buffer"] += n * (c.height * a + w_read / cpw * psum_bits) / 8 * e.buffer_pj_per_byte
         comps["interconnect"] = lp.out_elems * a / 8 * e.interconnect_pj_per_byte
         per_layer[lp.name] = comps
+    for st in mapping.digital:
+        comps = dict.fromkeys(COMPONENTS[:-1], 0.0)
+        comps.update(st.energy_pj)
+        per_layer[st.name] = comps
     leak = e.leakage_mw_per_crossbar * mapping.crossbars_used * period_cycles * hw.mvm_ns
     return Energy(per_layer, leak)

@@ -74,6 +74,7 @@ class _Round:
     cycles: dict[str, int]
     deps: dict[str, list[str]]
     shared: dict[str, list[int]]  # crossbars (Resources) the layer requests, in increasing id
+    ticks_per_cycle: int = 1  # times are ticks (`RoundLayers.ticks_per_cycle`)
 
 
 @dataclass
@@ -90,7 +91,6 @@ def _rounds(mapping: Mapping, schedule: str) -> list[_Round]:
     """Layers, times, dependencies and contended crossbars of every round, as the latency model reads
     them (`round_layers`): a layer runs in every round that holds one of its blocks, on that round's
     crossbars; a run's private crossbars stand as one id (nobody else can wait for them)."""
-    plans = {lp.name: lp for lp in mapping.layers}
     out = []
     for rl in round_layers(mapping):
         names = rl.names
@@ -98,7 +98,7 @@ def _rounds(mapping: Mapping, schedule: str) -> list[_Round]:
         if schedule == "chain":
             deps = {n: ([names[i - 1]] if i else []) for i, n in enumerate(names)}
         else:
-            deps = {n: [p for p in plans[n].preds if p in in_round] for n in names}
+            deps = {n: [p for p in rl.preds.get(n, []) if p in in_round] for n in names}
         users: dict[int, list[str]] = defaultdict(list)
         for n in names:
             for x in rl.crossbars[n]:
@@ -107,7 +107,7 @@ def _rounds(mapping: Mapping, schedule: str) -> list[_Round]:
         for x in _contended(users):
             for n in users[x]:
                 shared[n].append(x)
-        out.append(_Round(names, dict(rl.cycles), deps, shared))
+        out.append(_Round(names, dict(rl.cycles), deps, shared, rl.ticks_per_cycle))
     return out
 
 
@@ -254,13 +254,18 @@ def simulate(mapping: Mapping, k: int, mode: str = "static", schedule: str | Non
         plans = [_plan(rt, k) for rt in timing.rounds]
     else:
         plans = [_Plan("asap") for _ in rounds]
-    sim = _Sim(k, list(mapping.write_cycles) if mapping.rounds > 1 else None)
+    q = rounds[0].ticks_per_cycle if rounds else 1
+    sim = _Sim(k, [w * q for w in mapping.write_cycles] if mapping.rounds > 1 else None)
     sim.run(rounds, plans)
+    def cyc(ticks: float) -> Any:  # ticks to MVM cycles (exact: ticks per cycle is a power of two)
+        return int(ticks) if q == 1 else ticks / q
+
     return SimResult(
-        cycles=int(sim.env.now), crossbar_wait_cycles=int(sim.wait), jobs=sim.jobs, mode=mode, k=k,
-        schedule=schedule, round_schedules=[p.kind for p in plans], round_cycles=sim.round_cycles,
-        round_wait=[int(w) for w in sim.round_wait],
-        layer_finish=sim.layer_finish, layer_wait={n: int(w) for n, w in sim.layer_wait.items()},
+        cycles=cyc(sim.env.now), crossbar_wait_cycles=cyc(sim.wait), jobs=sim.jobs, mode=mode, k=k,
+        schedule=schedule, round_schedules=[p.kind for p in plans], round_cycles=[cyc(c) for c in sim.round_cycles],
+        round_wait=[cyc(w) for w in sim.round_wait],
+        layer_finish={n: cyc(t) for n, t in sim.layer_finish.items()},
+        layer_wait={n: cyc(w) for n, w in sim.layer_wait.items()},
     )
 
 
@@ -289,7 +294,7 @@ def check(mapping: Mapping, samples: Sequence[int] = (1, 8, 64), schedule: str |
             "ok": static.cycles == analytic and all(
                 w == 0 for plan, w in zip(static.round_schedules, static.round_wait, strict=True)
                 if plan != "sequential"),
-            "round_analytic": [rt.cycles_for(k) for rt in timing.rounds],
+            "round_analytic": [timing.as_cycles(rt.cycles_for(k)) for rt in timing.rounds],
             "round_static": static.round_cycles,
             "round_wait": static.round_wait,
         }

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from xbarforge.compiler.mapping import Mapping
+from xbarforge.compiler.mapping import TICKS_PER_CYCLE, Mapping
 from xbarforge.compiler.pack import windows_overlap
 
 PERIOD_STRETCH = (1.1, 1.25, 1.5, 2.0)
@@ -182,25 +182,37 @@ class RoundTiming:
 
 @dataclass
 class Timing:
+    """The rounds' schedules. Rounds count ticks (`ticks_per_cycle` per MVM cycle: 1 unless digital
+    stages are in); `cycles`, `period`, `interval` and `layer_cycles` are in MVM cycles."""
+
     rounds: list[RoundTiming]
     schedule: str
-    write_cycles: list[int] = field(default_factory=list)  # per round, when the chip is reprogrammed
+    write_cycles: list[int] = field(default_factory=list)  # per round, when the chip is reprogrammed (ticks)
+    ticks_per_cycle: int = 1
 
-    def cycles(self, k: int) -> int:
-        """MVM cycles for k samples: rounds one after another, each after writing its crossbars."""
+    def ticks(self, k: int) -> int:
+        """Ticks for k samples: rounds one after another, each after writing its crossbars."""
         return sum(r.cycles_for(k) for r in self.rounds) + sum(self.write_cycles)
 
+    def as_cycles(self, ticks: int) -> int | float:
+        """Ticks to MVM cycles (exact: ticks per cycle is a power of two)."""
+        return ticks if self.ticks_per_cycle == 1 else ticks / self.ticks_per_cycle
+
+    def cycles(self, k: int) -> int | float:
+        """MVM cycles for k samples (a fraction when digital stages take parts of an MVM)."""
+        return self.as_cycles(self.ticks(k))
+
     @property
-    def period(self) -> int:
+    def period(self) -> int | float:
         """Steady-state cycles per sample (sum over rounds when the model is reprogrammed)."""
-        return sum(r.period for r in self.rounds)
+        return self.as_cycles(sum(r.period for r in self.rounds))
 
     def interval(self, k: int) -> float:
         """Cycles between samples when k stream through the schedule that gives latency(k):
         (latency(k) - latency(1)) / (k - 1); the steady-state period when k = 1. Throughput is its
         inverse, so it comes from the same schedule as the latency."""
         if k <= 1:
-            return float(self.period) + sum(self.write_cycles)
+            return float(self.period) + self.as_cycles(sum(self.write_cycles))
         return (self.cycles(k) - self.cycles(1)) / (k - 1)
 
     @property
@@ -210,7 +222,7 @@ class Timing:
         for r in self.rounds:
             for name, c in r.cycles.items():
                 out[name] += c
-        return dict(out)
+        return {name: self.as_cycles(c) for name, c in out.items()}
 
 
 def _periodic_offsets(rt: RoundTiming, period: int) -> tuple[int, dict[str, int], int]:
@@ -317,11 +329,14 @@ def layer_crossbars(mapping: Mapping) -> dict[str, list[int]]:
 class RoundLayers:
     """What one reprogramming round runs: per layer, its cycles in the round and the crossbars that can
     make it wait (a run's private crossbars stand as one id, and crossbars holding the same set of
-    layers as one: they constrain the schedule alike)."""
+    layers as one: they constrain the schedule alike), and the layers each one reads (DAG schedule).
+    Digital stages (`Mapping.digital`) are layers too: all stages on one unit hold one shared id."""
 
     names: list[str]
-    cycles: dict[str, int]
+    cycles: dict[str, int]  # in ticks of mvm_ns / ticks_per_cycle
     crossbars: dict[str, list[int]]
+    preds: dict[str, list[str]] = field(default_factory=dict)
+    ticks_per_cycle: int = 1  # TICKS_PER_CYCLE when digital stages are in (they take parts of an MVM)
 
 
 def _turns(blocks: list, fires_together: bool) -> int:
@@ -374,9 +389,10 @@ class _Box:
     width: int
 
 
-def round_layers(mapping: Mapping) -> list[RoundLayers]:
+def round_layers(mapping: Mapping, digital: bool = True) -> list[RoundLayers]:
     """Per round, the layers it runs and their cycles: tau x the turns of the layer's blocks in that
-    round (a layer split over rounds runs its part in each, with that part's turns)."""
+    round (a layer split over rounds runs its part in each, with that part's turns); with `digital`,
+    the mapping's digital stages too (`_with_stages`)."""
     xbars: dict[int, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
     for run in mapping.runs:
         xbars[run.round][run.layer].add(run.crossbar0)
@@ -402,15 +418,53 @@ def round_layers(mapping: Mapping) -> list[RoundLayers]:
     for r in rounds:
         names = [lp.name for lp in mapping.layers if lp.name in xbars[r]]
         cycles = {lp.name: lp.tau * turns[r].get(lp.name, 1) for lp in mapping.layers if lp.name in xbars[r]}
-        out.append(RoundLayers(names, cycles, {n: sorted(xbars[r][n]) for n in names}))
+        preds = {lp.name: list(lp.preds) for lp in mapping.layers if lp.name in xbars[r]}
+        out.append(RoundLayers(names, cycles, {n: sorted(xbars[r][n]) for n in names}, preds))
+    if digital and mapping.digital and out:
+        _with_stages(mapping, out)
     return out
 
 
-def mapping_timing(mapping: Mapping, schedule: str | None = None) -> Timing:
-    """Timing of every reprogramming round, with the write time of each round when there are several."""
+def _with_stages(mapping: Mapping, rounds: list[RoundLayers]) -> None:
+    """Put every digital stage in the round of the MVM layer it follows, right after it, on its
+    unit's shared id (one past the crossbars' ids); MVM layers it feeds wait for it."""
+    for rl in rounds:
+        rl.cycles = {name: c * TICKS_PER_CYCLE for name, c in rl.cycles.items()}
+        rl.ticks_per_cycle = TICKS_PER_CYCLE
+    top = max((x for rl in rounds for xs in rl.crossbars.values() for x in xs), default=-1)
+    unit_ids = {"vector": top + 1, "crossbar": top + 2}
+    home = {name: i for i, rl in enumerate(rounds) for name in rl.names}  # last round holding a layer
+    following: dict[tuple[int, str | None], list] = defaultdict(list)
+    for st in mapping.digital:
+        r = home.get(st.after, 0) if st.after is not None else 0
+        following[(r, st.after)].append(st)
+    for r, rl in enumerate(rounds):
+        names = list(following.get((r, None), []))
+        merged = [st.name for st in names]
+        for name in rl.names:
+            merged.append(name)
+            if home.get(name) == r:
+                names.extend(following.get((r, name), []))
+                merged.extend(st.name for st in following.get((r, name), []))
+        for st in names:
+            rl.cycles[st.name] = st.ticks
+            rl.crossbars[st.name] = [unit_ids[st.unit]]
+            rl.preds[st.name] = list(st.preds)
+            for fed in st.feeds:
+                if fed in rl.preds:
+                    rl.preds[fed].append(st.name)
+        rl.names = merged
+
+
+def mapping_timing(mapping: Mapping, schedule: str | None = None, digital: bool = True) -> Timing:
+    """Timing of every reprogramming round, with the write time of each round when there are several.
+
+    `digital=False` leaves the digital stages out: the compiler balances the MVM layers alone.
+    """
     schedule = schedule or mapping.schedule
-    preds = {lp.name: lp.preds for lp in mapping.layers}
-    rounds = [round_timing(rl.names, rl.cycles, preds, rl.crossbars, schedule, mapping.period_hint)
-              for rl in round_layers(mapping)]
-    writes = list(mapping.write_cycles) if mapping.rounds > 1 else []
-    return Timing(rounds, schedule, writes)
+    layers = round_layers(mapping, digital)
+    q = layers[0].ticks_per_cycle if layers else 1
+    hint = mapping.period_hint * q if mapping.period_hint else None
+    rounds = [round_timing(rl.names, rl.cycles, rl.preds, rl.crossbars, schedule, hint) for rl in layers]
+    writes = [w * q for w in mapping.write_cycles] if mapping.rounds > 1 else []
+    return Timing(rounds, schedule, writes, q)

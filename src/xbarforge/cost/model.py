@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from xbarforge.compiler.mapping import Mapping, shared_weights
-from xbarforge.cost.area import chip_area_mm2
+from xbarforge.cost.area import chip_area_mm2, digital_area_mm2
 from xbarforge.cost.bounds import period_lower_bound
 from xbarforge.cost.energy import mapping_energy
 from xbarforge.cost.latency import mapping_timing
@@ -52,7 +52,9 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     top = max(samples)
     interval = timing.interval(top)
     energy = mapping_energy(mapping, hw, interval)
-    area = chip_area_mm2(hw, mapping.crossbars_used)
+    runtime = max((st.runtime_crossbars for st in mapping.digital), default=0)
+    area = chip_area_mm2(hw, mapping.crossbars_used) + digital_area_mm2(
+        hw, {st.unit for st in mapping.digital}, runtime)
     cells = hw.crossbar.rows * hw.crossbar.cols
     weight_cells = mapping.weight_cells
     # every round reprograms the same crossbars, so each round counts the chip once
@@ -79,6 +81,7 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
                 "round": lp.round,
             }
         )
+    layers = _with_stage_rows(mapping, layers, layer_cycles, energy)
     first_ns = timing.cycles(1) * ns
     energy_pj = energy.total_pj
     return {
@@ -102,8 +105,40 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         "area_mm2": area,
         "edap": energy_pj * first_ns * area,
         "edap_units": "pJ * ns * mm^2 (energy per inference x one-sample latency x area)",
+        "runtime_crossbars": runtime,
+        "digital_share": _digital_share(mapping, layers, energy_pj),
         "layers": layers,
     }
+
+
+def _with_stage_rows(mapping: Mapping, layers: list[dict[str, Any]], cycles: dict[str, int],
+                     energy: Any) -> list[dict[str, Any]]:
+    """The per-layer rows with one row per digital stage, after the MVM layer it follows."""
+    if not mapping.digital:
+        return layers
+    rows_after: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for st in mapping.digital:
+        rows_after[st.after].append({
+            "name": st.name, "op": st.describe, "form": "vector unit" if st.unit == "vector" else "run-time crossbars",
+            "blocks": 0, "copies": 0, "crossbars": st.runtime_crossbars, "utilization": 0.0,
+            "cycles": cycles.get(st.name, 0), "serial": 1, "time_ns": st.time_ns,
+            "energy_pj": energy.layer_total(st.name), "round": 0, "digital": True,
+        })
+    out = list(rows_after.get(None, []))
+    for row in layers:
+        out.append(row)
+        out.extend(rows_after.get(row["name"], []))
+    return out
+
+
+def _digital_share(mapping: Mapping, layers: list[dict[str, Any]], energy_pj: float) -> dict[str, float] | None:
+    """Share of the per-sample layer time and of the energy spent in digital stages (None without any)."""
+    if not mapping.digital:
+        return None
+    busy = sum(row["cycles"] for row in layers)
+    digital = sum(row["cycles"] for row in layers if row.get("digital"))
+    e_digital = sum(row["energy_pj"] for row in layers if row.get("digital"))
+    return {"time": digital / busy if busy else 0.0, "energy": e_digital / energy_pj if energy_pj else 0.0}
 
 
 def report(mapping: Mapping, baseline: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int, ...],

@@ -1,6 +1,9 @@
 """One entry point for every model source: `capture(model_or_path, input_shape)`.
 
-* `nn.Module` -> torch.fx capture (`capture_module`);
+* `nn.Module` -> torch.fx capture (`capture_module`); a module torch.fx cannot trace (control flow
+  on tensor values) is exported with `torch.onnx.export` (TorchScript tracing runs the Python, so
+  the branch taken on the capture input is recorded) and imported from ONNX. Layer names are then
+  ONNX node names, and the simulator, which runs the model through torch.fx, cannot run it;
 * a `str`/`Path` ending in `.onnx` -> ONNX import (`import_onnx`);
 * a registered zoo name -> `xbarforge.zoo.create_model(name, num_classes=...)`, then fx capture.
 
@@ -23,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from xbarforge.errors import CaptureError, ModelNotFoundError
-from xbarforge.graph.fx_capture import _check_input_shape, capture_module
+from xbarforge.graph.fx_capture import TraceFailure, _check_input_shape, _first_line, capture_module
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.graph.onnx_import import import_onnx
 
@@ -68,7 +71,7 @@ def _fresh(graph: LayerGraph) -> LayerGraph:
         new.inputs = list(layer.inputs)
         new.attrs = copy.deepcopy(layer.attrs)
         layers.append(new)
-    return LayerGraph(name=graph.name, input_shape=graph.input_shape, layers=layers)
+    return LayerGraph(name=graph.name, input_shape=graph.input_shape, layers=layers, source=graph.source)
 
 
 def _lookup(key: tuple[Any, ...], model: nn.Module | None = None) -> LayerGraph | None:
@@ -112,7 +115,42 @@ def _capture_module(model: nn.Module, shape: tuple[int, ...], name: str | None) 
     hit = _lookup(key, model)
     if hit is not None:
         return hit
-    return _store(key, capture_module(model, shape, name=name), model)
+    try:
+        graph = capture_module(model, shape, name=name)
+    except TraceFailure as failure:
+        graph = _through_onnx(model, shape, name, failure)
+    return _store(key, graph, model)
+
+
+def _through_onnx(model: nn.Module, shape: tuple[int, ...], name: str | None, failure: TraceFailure) -> LayerGraph:
+    """The fallback for models torch.fx cannot trace: export to ONNX in memory, then import."""
+    import io
+    import warnings
+
+    import torch
+
+    buffer = io.BytesIO()
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (torch.zeros((1, *shape), dtype=dtype, device=device),), buffer, dynamo=False, opset_version=17
+            )
+    except Exception as exc:
+        raise CaptureError(
+            f"{failure}; the ONNX export fallback failed too ({_first_line(exc)}): "
+            f"rewrite module {failure.module} without control flow on tensor values, or export the model to ONNX"
+        ) from None
+    finally:
+        for m, training in flags:
+            m.training = training
+    graph = import_onnx(buffer.getvalue(), input_shape=shape, name=name or type(model).__name__)
+    graph.source = "onnx-fallback"
+    return graph
 
 
 def capture(

@@ -5,6 +5,9 @@ zero sample (batch 1, eval mode, no grad) and turns every fx node into a `Layer`
 
 * conv/linear modules and their functional forms (`F.conv2d`, `F.linear`, `x @ W` with a
   parameter `W`) become MVM layers carrying detached float32 copies of their weights;
+* products of two activations (`q @ k.transpose(-2, -1)`, `torch.bmm`, two-operand
+  `torch.einsum`) become digital "matmul" layers; `F.scaled_dot_product_attention` becomes the
+  three layers it computes (Q K^T, softmax, x V), as an ONNX export writes it;
 * a batch norm whose only producer is an MVM layer that feeds nothing else is folded into that
   layer's weight and bias (eval-mode formula, running statistics); other batch norms are "norm";
 * the digital operators in `DIGITAL_KINDS` become digital layers;
@@ -15,6 +18,7 @@ zero sample (batch 1, eval mode, no grad) and turns every fx node into a `Layer`
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import warnings
@@ -28,16 +32,9 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata, _extract_tensor_metadata
 
 from xbarforge.errors import CaptureError
-from xbarforge.graph.layer_graph import Layer, LayerGraph
+from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs
 
-__all__ = ["SUPPORTED_SUMMARY", "capture_module", "fold_batchnorm"]
-
-SUPPORTED_SUMMARY = (
-    "Conv1d, Conv2d, Linear, F.conv2d/F.linear/matmul with a parameter, BatchNorm, LayerNorm, GroupNorm, "
-    "ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, SiLU, GELU, Tanh, LeakyReLU, ELU, Softmax, "
-    "MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, mean, add, sub, mul, div, cat, flatten, "
-    "view/reshape, permute/transpose, split/chunk/slicing, pad, Dropout, Identity"
-)
+__all__ = ["TraceFailure", "capture_module", "fold_batchnorm"]
 
 # --------------------------------------------------------------------------------------------
 # operator tables
@@ -128,6 +125,20 @@ _ACT_FUNCTIONS: dict[Callable[..., Any], str] = {
     torch.log_softmax: "log_softmax",
     torch.clamp: "clamp",
     torch.clip: "clamp",
+    torch.exp: "exp",
+    torch.sqrt: "sqrt",
+    torch.rsqrt: "rsqrt",
+    torch.pow: "pow",
+    operator.pow: "pow",
+    torch.erf: "erf",
+    torch.special.erf: "erf",
+    torch.reciprocal: "reciprocal",
+    torch.abs: "abs",
+    operator.neg: "neg",
+    torch.neg: "neg",
+    torch.log: "log",
+    torch.masked_fill: "masked_fill",
+    torch.where: "where",
 }
 
 _ACT_METHODS: dict[str, str] = {
@@ -142,6 +153,17 @@ _ACT_METHODS: dict[str, str] = {
     "clamp": "clamp",
     "clamp_": "clamp",
     "clip": "clamp",
+    "exp": "exp",
+    "sqrt": "sqrt",
+    "rsqrt": "rsqrt",
+    "pow": "pow",
+    "erf": "erf",
+    "reciprocal": "reciprocal",
+    "abs": "abs",
+    "neg": "neg",
+    "log": "log",
+    "masked_fill": "masked_fill",
+    "masked_fill_": "masked_fill",
 }
 
 _FUNCTION_KINDS: dict[Callable[..., Any], str] = {
@@ -182,6 +204,8 @@ _FUNCTION_KINDS: dict[Callable[..., Any], str] = {
     F.group_norm: "norm",
     F.instance_norm: "norm",
     F.local_response_norm: "norm",
+    F.normalize: "norm",
+    torch.stack: "concat",
 }
 
 _ADAPTIVE_FUNCTIONS: dict[Callable[..., Any], str] = {
@@ -213,6 +237,9 @@ _METHOD_KINDS: dict[str, str] = {
     "split": "split",
     "chunk": "split",
     "unbind": "split",
+    "expand": "reshape",
+    "expand_as": "reshape",
+    "repeat": "concat",
 }
 
 _ARITH_OPS: dict[Callable[..., Any], str] = {
@@ -234,14 +261,24 @@ _ARITH_OPS: dict[Callable[..., Any], str] = {
 _ALIAS_METHODS = {"contiguous", "clone", "detach", "float", "to", "type", "type_as", "cpu", "requires_grad_"}
 _ALIAS_FUNCTIONS: set[Callable[..., Any]] = {torch.clone, torch.detach}
 
-_MATMUL_FUNCTIONS: set[Callable[..., Any]] = {torch.matmul, operator.matmul}
+_MATMUL_FUNCTIONS: set[Callable[..., Any]] = {torch.matmul, operator.matmul, torch.bmm}
 _MEAN_FUNCTIONS: set[Callable[..., Any]] = {torch.mean}
+# Reductions other than the mean (ONNX ReduceSum/ReduceMax/...): kind "reduce" with this fn.
+_REDUCE_FUNCTIONS: dict[Callable[..., Any], str] = {
+    torch.sum: "sum",
+    torch.amax: "max",
+    torch.amin: "min",
+    torch.prod: "prod",
+    torch.logsumexp: "logsumexp",
+}
+_REDUCE_METHODS: dict[str, str] = {"sum": "sum", "amax": "max", "amin": "min", "prod": "prod", "logsumexp": "logsumexp"}
 _BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 # Positional parameter names of the functional forms we read arguments from.
 _CONV_PARAMS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _CONV_DEFAULTS: dict[str, Any] = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 _LINEAR_PARAMS = ("input", "weight", "bias")
+_SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
 _BN_PARAMS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
 _BN_DEFAULTS: dict[str, Any] = {"weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5}
 
@@ -423,6 +460,12 @@ class _Builder:
 
         return one(meta)
 
+    @staticmethod
+    def full_shape(node: Any) -> tuple[int, ...]:
+        """A tensor node's whole shape as captured (batch of one sample included)."""
+        meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
+        return tuple(int(v) for v in meta.shape) if isinstance(meta, TensorMetadata) else ()
+
     def is_tensor(self, node: torch.fx.Node) -> bool:
         return isinstance(node.meta.get("tensor_meta"), TensorMetadata)
 
@@ -489,7 +532,7 @@ class _Builder:
 
     def unsupported(self, node: torch.fx.Node, why: str = "") -> CaptureError:
         where = str(node.target) if node.op == "call_module" else node.name
-        extra = f" ({why})" if why else f" (supported: {SUPPORTED_SUMMARY})"
+        extra = f" ({why})" if why else ""
         return CaptureError(f"unsupported operator '{self.op_name(node)}' at node '{where}'{extra}")
 
     def add_layer(self, node: torch.fx.Node, kind: str, **fields: Any) -> Layer:
@@ -746,6 +789,15 @@ class _Builder:
         if target in _MATMUL_FUNCTIONS:
             self.matmul(node, node.args[0], node.args[1])
             return
+        if target is torch.einsum:
+            self.einsum(node)
+            return
+        if target is F.scaled_dot_product_attention:
+            self.attention(node)
+            return
+        if target in _REDUCE_FUNCTIONS:
+            self.add_layer(node, "reduce", attrs={"fn": _REDUCE_FUNCTIONS[target]})
+            return
         if target is F.batch_norm:
             b = self.bind(node, _BN_PARAMS, _BN_DEFAULTS)
             vals = [self.value(b[k]) for k in ("running_mean", "running_var", "weight", "bias")]
@@ -777,6 +829,8 @@ class _Builder:
             return {"op": _ARITH_OPS.get(node.target, kind)}
         if kind == "pool":
             return {"fn": "max" if "max" in self.op_name(node) else "avg"}
+        if kind == "norm":
+            return {"fn": getattr(node.target, "__name__", "norm")}
         return {}
 
     def handle_method(self, node: torch.fx.Node) -> None:
@@ -787,8 +841,11 @@ class _Builder:
         if name in _ALIAS_METHODS:
             self.alias[node] = self.alias.get(node.args[0])  # type: ignore[arg-type]
             return
-        if name == "matmul":
+        if name in ("matmul", "bmm"):
             self.matmul(node, node.args[0], node.args[1])
+            return
+        if name in _REDUCE_METHODS:
+            self.add_layer(node, "reduce", attrs={"fn": _REDUCE_METHODS[name]})
             return
         if name in _ACT_METHODS:
             self.add_layer(node, "act", attrs=self.act_attrs(node, _ACT_METHODS[name]))
@@ -805,17 +862,68 @@ class _Builder:
             return
         raise self.unsupported(node)
 
+    def is_data(self, arg: Any) -> bool:
+        return isinstance(arg, torch.fx.Node) and self.alias.get(arg) is not None
+
     def matmul(self, node: torch.fx.Node, lhs: Any, rhs: Any) -> None:
+        """`x @ W` with a 2-d parameter W is a linear layer; `a @ b` of two activations is digital."""
+        if self.is_data(lhs) and self.is_data(rhs):
+            k = self.full_shape(lhs)[-1] if self.full_shape(lhs) else 1
+            self.add_layer(node, "matmul", attrs=matmul_attrs(self.full_shape(node), k))
+            return
         w = self.value(rhs)
-        if (
-            not isinstance(w, torch.Tensor)
-            or w.dim() != 2
-            or not isinstance(lhs, torch.fx.Node)
-            or self.alias.get(lhs) is None
-        ):
-            raise self.unsupported(node, "matmul is captured only as input @ 2-d parameter")
+        if not isinstance(w, torch.Tensor) or w.dim() != 2 or not self.is_data(lhs):
+            raise self.unsupported(node, "a product with a parameter is captured only as input @ 2-d parameter")
         layer = self.linear_layer(node, w.t(), None)
         self.from_matmul.add(layer.name)
+
+    def einsum(self, node: torch.fx.Node) -> None:
+        """Two-operand einsum of activations (attention written as einsum): a digital matmul."""
+        equation = node.args[0]
+        operands = list(node.args[1]) if len(node.args) == 2 and isinstance(node.args[1], list | tuple) else list(
+            node.args[1:]
+        )
+        if not isinstance(equation, str) or len(operands) != 2 or not all(self.is_data(o) for o in operands):
+            raise self.unsupported(node, "einsum is captured only as a product of two activations")
+        lhs, _, out_idx = equation.replace(" ", "").partition("->")
+        terms = lhs.split(",")
+        sizes: dict[str, int] = {}
+        for term, op in zip(terms, operands, strict=True):
+            for letter, size in zip(term, self.full_shape(op), strict=False):
+                sizes[letter] = max(sizes.get(letter, 1), size)
+        contracted = [c for c in sizes if c not in out_idx]
+        k = math.prod(sizes[c] for c in contracted) if contracted else 1
+        self.add_layer(node, "matmul", attrs=matmul_attrs(self.full_shape(node), k))
+
+    def attention(self, node: torch.fx.Node) -> None:
+        """`F.scaled_dot_product_attention`: Q K^T, softmax and x V as three digital layers."""
+        b = self.bind(node, _SDPA_PARAMS, {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None})
+        q, k, v = b["query"], b["key"], b["value"]
+        if not all(self.is_data(t) for t in (q, k, v)):
+            raise self.unsupported(node, "attention with a query, key or value that is a parameter")
+        qs, ks, vs = self.full_shape(q), self.full_shape(k), self.full_shape(v)
+        scores = (*qs[:-1], ks[-2])
+        base = self.base_name(node)
+        qk = self.add_layer(
+            node, "matmul", name=f"{base}.qk", inputs=self.data_inputs_of([q, k]),
+            in_shape=qs[1:], out_shape=scores[1:], attrs=matmul_attrs(scores, qs[-1]),
+        )
+        qk.attrs["in_shapes"] = [qs[1:], ks[1:]]
+        soft = self.add_layer(
+            node, "act", name=f"{base}.softmax", inputs=[qk.name], in_shape=scores[1:], out_shape=scores[1:],
+            attrs={"fn": "softmax"},
+        )
+        soft.attrs.pop("in_shapes", None)
+        out = (*scores[:-1], vs[-1])
+        av = self.add_layer(
+            node, "matmul", name=f"{base}.av", inputs=[soft.name, *self.data_inputs_of([v])],
+            in_shape=scores[1:], out_shape=out[1:], attrs=matmul_attrs(out, ks[-2]),
+        )
+        av.attrs["in_shapes"] = [scores[1:], vs[1:]]
+
+    def data_inputs_of(self, args: list[Any]) -> list[str]:
+        names = [self.alias.get(a) for a in args if isinstance(a, torch.fx.Node)]
+        return list(dict.fromkeys(n for n in names if n is not None))
 
     def try_fold_matmul_bias(self, node: torch.fx.Node) -> bool:
         """`x @ W + b` with a constant vector b: fold b into the linear layer made from the matmul."""
@@ -893,6 +1001,29 @@ def _const_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
     return const
 
 
+class TraceFailure(CaptureError):
+    """torch.fx could not trace the model (control flow on values, unsupported Python); `module`
+    names the innermost submodule whose forward failed. `capture` then tries an ONNX export."""
+
+    def __init__(self, message: str, module: str) -> None:
+        super().__init__(message)
+        self.module = module
+
+
+def _failing_module(model: nn.Module, exc: BaseException) -> str:
+    """Qualified name and class of the innermost submodule of `model` on the traceback of `exc`."""
+    names = {id(m): name for name, m in model.named_modules()}
+    found = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, nn.Module) and id(owner) in names:
+            name = names[id(owner)] or "(the model itself)"
+            found = f"{name} ({type(owner).__name__})"
+        tb = tb.tb_next
+    return found or f"(the model itself) ({type(model).__name__})"
+
+
 def _check_single_input(gm: torch.fx.GraphModule, model_name: str) -> None:
     """Only the first forward argument may be required: capture feeds exactly one tensor."""
     required = [
@@ -935,7 +1066,10 @@ def capture_module(model: nn.Module, input_shape: tuple[int, ...], name: str | N
         try:
             gm = torch.fx.symbolic_trace(model)
         except Exception as exc:
-            raise CaptureError(f"cannot trace {model_name} with torch.fx: {_first_line(exc)}") from None
+            module = _failing_module(model, exc)
+            raise TraceFailure(
+                f"cannot trace {model_name} with torch.fx in module {module}: {_first_line(exc)}", module
+            ) from None
         _check_single_input(gm, model_name)
         const = _const_nodes(gm.graph)
         prop = _Prop(gm, const)

@@ -3,7 +3,9 @@
 A captured network becomes a list of `Layer` records in topological order. MVM layers (conv,
 linear) carry the shapes the compiler needs and their float weights (batch norm already folded
 in); digital ops (pool, add, concat, activation, ...) carry only shapes, so the cost model can
-count the bytes they move.
+count the work they do. A "matmul" layer multiplies two activations (attention's Q K^T and
+attention x V): it has no weights to store, so it runs on the digital unit (or on crossbars
+written at run time, see `cost.digital`); its `attrs` hold the product's batch, m, k and n.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ DIGITAL_KINDS = (
     "split",
     "transpose",
     "mean",
+    "reduce",
+    "matmul",
 )
 
 
@@ -98,16 +102,41 @@ class Layer:
             return f"conv{kh}x{kw}/{self.stride[0]} {self.in_channels}->{self.out_channels}{g}"
         if self.kind == "linear":
             return f"linear {self.in_channels}->{self.out_channels}"
+        if self.kind == "matmul" and "m" in self.attrs:
+            a = self.attrs
+            heads = f"{a['batch']}x" if a["batch"] > 1 else ""
+            return f"matmul {heads}({a['m']}x{a['k']})@({a['k']}x{a['n']})"
+        if self.kind in ("act", "norm", "reduce") and "fn" in self.attrs:
+            return f"{self.kind} {self.attrs['fn']}"
         return self.kind
+
+
+def matmul_attrs(out: tuple[int, ...], k: int) -> dict[str, int]:
+    """Batch, m, k, n and MACs of one sample's activation x activation product.
+
+    `out` is the product's full shape as captured, batch of one sample included ((1, heads, m, n),
+    or (heads, m, n) when a model folds heads into the batch dimension, which is why the sample
+    dimension is not dropped here); `k` is the contracted size. MACs per sample = batch*m*k*n.
+    """
+    if len(out) >= 2:
+        batch, m, n = math.prod(out[:-2]), out[-2], out[-1]
+    else:
+        batch, m, n = 1, 1, (out[0] if out else 1)
+    return {"batch": int(batch), "m": int(m), "k": int(k), "n": int(n), "macs": int(batch * m * k * n)}
 
 
 @dataclass
 class LayerGraph:
-    """A network as a DAG of layers in topological order."""
+    """A network as a DAG of layers in topological order.
+
+    `source` says how it was captured: "fx", "onnx", or "onnx-fallback" (a module torch.fx could
+    not trace, exported to ONNX; the simulator cannot run such a graph through the module).
+    """
 
     name: str
     input_shape: tuple[int, ...]
     layers: list[Layer]
+    source: str = "fx"
 
     def __post_init__(self) -> None:
         self._by_name = {layer.name: layer for layer in self.layers}

@@ -5,6 +5,7 @@ propagation, so reshape targets computed by Shape/Gather/Concat chains resolve) 
 nodes in file order (ONNX requires topological order):
 
 * Conv, Gemm, and MatMul with an initializer operand become MVM layers (float32 torch weights);
+  MatMul (or a two-operand Einsum) of two activations becomes a digital "matmul" layer;
   a BatchNormalization whose input is such a layer's only consumer is folded into it, and an Add
   of a constant vector right after a MatMul becomes that layer's bias (how exporters write
   `nn.Linear` on 3-d inputs);
@@ -25,7 +26,7 @@ import torch
 
 from xbarforge.errors import CaptureError
 from xbarforge.graph.fx_capture import _check_input_shape, _first_line, _NameTable, fold_batchnorm
-from xbarforge.graph.layer_graph import Layer, LayerGraph
+from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs
 
 __all__ = ["ONNX_SUPPORTED", "import_onnx", "load_onnx"]
 
@@ -44,6 +45,23 @@ _ACT_OPS: dict[str, str] = {
     "Softplus": "softplus",
     "Mish": "mish",
     "PRelu": "prelu",
+    "Exp": "exp",
+    "Sqrt": "sqrt",
+    "Pow": "pow",
+    "Reciprocal": "reciprocal",
+    "Neg": "neg",
+    "Abs": "abs",
+    "Log": "log",
+    "Where": "where",
+}
+# Reductions other than the mean: kind "reduce" with this fn.
+_REDUCE_OPS: dict[str, str] = {
+    "ReduceSum": "sum",
+    "ReduceMax": "max",
+    "ReduceMin": "min",
+    "ReduceProd": "prod",
+    "ReduceL2": "l2",
+    "ReduceLogSumExp": "logsumexp",
 }
 
 _KIND_OPS: dict[str, str] = {
@@ -54,6 +72,8 @@ _KIND_OPS: dict[str, str] = {
     "Add": "add",
     "Sub": "add",
     "Sum": "add",
+    "Max": "add",
+    "Min": "add",
     "Mul": "mul",
     "Div": "mul",
     "Concat": "concat",
@@ -62,6 +82,8 @@ _KIND_OPS: dict[str, str] = {
     "Squeeze": "reshape",
     "Unsqueeze": "reshape",
     "Transpose": "transpose",
+    "Expand": "reshape",
+    "Tile": "concat",
     "Split": "split",
     "Slice": "split",
     "Gather": "split",
@@ -82,8 +104,9 @@ _META_OPS = {"Shape", "Size"}
 _SMALL_CONST = 4096
 
 ONNX_SUPPORTED = sorted(
-    {"Conv", "Gemm", "MatMul", "BatchNormalization", "Clip", "ReduceMean", "Constant"}
+    {"Conv", "Gemm", "MatMul", "Einsum", "BatchNormalization", "Clip", "ReduceMean", "Constant"}
     | set(_ACT_OPS)
+    | set(_REDUCE_OPS)
     | set(_KIND_OPS)
     | _ALIAS_OPS
     | _META_OPS
@@ -294,7 +317,7 @@ class _Importer:
         return node.name or (node.output[0] if node.output else node.op_type)
 
     def unsupported(self, node: Any, why: str = "") -> CaptureError:
-        extra = f" ({why})" if why else f" (supported: {', '.join(ONNX_SUPPORTED)})"
+        extra = f" ({why})" if why else ""
         return CaptureError(
             f"unsupported ONNX operator '{node.op_type}' at node '{self.node_name(node)}'{extra}"
         )
@@ -421,10 +444,21 @@ class _Importer:
         )
         self.mvm_out[node.output[0]] = layer
 
+    def full_shape(self, tensor: str) -> tuple[int, ...]:
+        """A tensor's whole shape (the batch of one sample included), () when unknown."""
+        dims = self.shapes.get(tensor)
+        if not dims or any(d is None for d in dims):
+            return ()
+        return tuple(int(d) for d in dims)  # type: ignore[arg-type]
+
     def matmul(self, node: Any) -> None:
         lhs, rhs = node.input[0], node.input[1]
+        if lhs in self.producer and rhs in self.producer:  # two activations: attention's products
+            k = self.full_shape(lhs)[-1] if self.full_shape(lhs) else 1
+            self.add_layer(node, "matmul", attrs=matmul_attrs(self.full_shape(node.output[0]), k))
+            return
         if lhs not in self.producer or rhs not in self.consts or self.consts[rhs].ndim != 2:
-            raise self.unsupported(node, "MatMul is captured only as input x 2-d initializer")
+            raise self.unsupported(node, "a product with a constant is captured only as input x 2-d initializer")
         weight = _tensor(self.consts[rhs].T)
         layer = self.add_layer(
             node,
@@ -436,6 +470,19 @@ class _Importer:
         )
         self.from_matmul.add(layer.name)
         self.mvm_out[node.output[0]] = layer
+
+    def einsum(self, node: Any) -> None:
+        equation = _attrs(node).get("equation", b"")
+        equation = equation.decode() if isinstance(equation, bytes) else str(equation)
+        if len(node.input) != 2 or not all(t in self.producer for t in node.input):
+            raise self.unsupported(node, "Einsum is captured only as a product of two activations")
+        lhs, _, out_idx = equation.replace(" ", "").partition("->")
+        sizes: dict[str, int] = {}
+        for term, t in zip(lhs.split(","), node.input, strict=True):
+            for letter, size in zip(term, self.full_shape(t), strict=False):
+                sizes[letter] = max(sizes.get(letter, 1), size)
+        k = math.prod(sizes[c] for c in sizes if c not in out_idx)
+        self.add_layer(node, "matmul", attrs=matmul_attrs(self.full_shape(node.output[0]), k))
 
     def try_fold_bn(self, node: Any) -> bool:
         src = node.input[0]
@@ -530,6 +577,10 @@ class _Importer:
                 self.gemm(node)
             elif op == "MatMul":
                 self.matmul(node)
+            elif op == "Einsum":
+                self.einsum(node)
+            elif op in _REDUCE_OPS:
+                self.add_layer(node, "reduce", attrs={"fn": _REDUCE_OPS[op]})
             elif op == "BatchNormalization":
                 if not self.try_fold_bn(node):
                     self.add_layer(node, "norm", attrs={"fn": "batch_norm"})
@@ -548,6 +599,8 @@ class _Importer:
                 attrs: dict[str, Any] = {}
                 if kind in ("add", "mul"):
                     attrs = {"op": op.lower()}
+                elif kind == "norm":
+                    attrs = {"fn": op}
                 elif kind in ("pool", "global_pool"):
                     attrs = {"fn": "max" if "Max" in op else "avg"}
                     a = _attrs(node)
@@ -587,4 +640,4 @@ def import_onnx(
             name = Path(path_or_model).stem
         else:
             name = model.graph.name or "onnx_model"
-    return LayerGraph(name=name, input_shape=importer.input_shape, layers=layers)
+    return LayerGraph(name=name, input_shape=importer.input_shape, layers=layers, source="onnx")

@@ -185,9 +185,16 @@ class NonIdealSpec(_Strict):
 
 
 class DigitalSpec(_Strict):
-    """The digital coefficient unit of BasisN (`xbarforge.basis`): it multiplies the crossbar read-outs
-    of the basis vectors by each layer's quantized coefficients and accumulates them per output
-    channel. Chips that never run a basis ignore it; defaults are the 45 nm figures the presets cite."""
+    """The chip's digital units.
+
+    The coefficient unit of BasisN (`xbarforge.basis`, the `coeff_*` fields) multiplies the crossbar
+    read-outs of the basis vectors by each layer's quantized coefficients. The vector unit (the
+    `vector_*` and `special_*` fields) runs what has no weights to store in a crossbar: attention's
+    activation x activation products, softmax, layer norms, GELU and reductions over tokens
+    (`xbarforge.cost.digital`). Element-wise ops CNNs use (ReLU, pooling, residual additions, batch
+    norm) are fused into the tiles' output path as in ISAAC and cost nothing here. Chips that run
+    neither ignore these fields; defaults are the 45 nm figures the presets cite.
+    """
 
     coeff_mac_pj: float = Field(
         0.5, ge=0,
@@ -201,6 +208,24 @@ class DigitalSpec(_Strict):
     )
     coeff_macs_per_ns: PositiveFloat = Field(16.0, description="throughput of the whole coefficient unit, MACs per ns")
     coeff_unit_um2: float = Field(11216.0, ge=0, description="area of the whole coefficient unit")
+    attention: Literal["digital", "crossbar"] = Field(
+        "digital",
+        description=(
+            "where products of two activations (attention's Q K^T and x V) run: digital = the vector"
+            " unit; crossbar = crossbars written at run time with the second operand (write-and-verify"
+            " as in the reprogram section), then read once per row of the first"
+        ),
+    )
+    vector_macs_per_ns: PositiveFloat = Field(
+        32.0, description="vector unit throughput: multiply-accumulates (or element-wise ops) per ns"
+    )
+    vector_mac_pj: float = Field(0.3, ge=0, description="one multiply-accumulate of two activations")
+    vector_op_pj: float = Field(0.1, ge=0, description="one element-wise add, compare or scale")
+    special_ops_per_ns: PositiveFloat = Field(
+        4.0, description="special-function throughput (exp, erf, rsqrt, reciprocal by look-up table), per ns"
+    )
+    special_op_pj: float = Field(0.26, ge=0, description="one special-function evaluation")
+    vector_unit_um2: float = Field(29216.0, ge=0, description="area of the vector and special-function units")
 
 
 class ReprogramSpec(_Strict):
