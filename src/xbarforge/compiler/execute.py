@@ -544,12 +544,13 @@ def _run_model(model: nn.Module, x: torch.Tensor, graph: LayerGraph | None,
                layer_fn_of: Callable[[LayerGraph], Callable[[Layer, torch.Tensor], torch.Tensor]],
                expect: Iterable[str] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     from xbarforge.graph.capture import capture
+    from xbarforge.graph.fx_capture import trace_module
 
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         graph = graph if graph is not None else capture(model, tuple(x.shape[1:]))
-        gm = torch.fx.symbolic_trace(model)
+        gm = trace_module(model)
         interp = LayerInterpreter(gm, graph, layer_fn_of(graph))
         with torch.no_grad():
             out = interp.run(x)

@@ -61,7 +61,9 @@ def _elems(shape: tuple[int, ...]) -> int:
 def digital_work(layer: Layer) -> DigitalWork | None:
     """The layer's work on the vector unit, or None when it is free (MVM layers, fused ops)."""
     kind, fn = layer.kind, layer.attrs.get("fn", "")
-    n_out, n_in = _elems(layer.out_shape), _elems(layer.in_shape)
+    # capture notes the counts where heads are folded into the leading dimension
+    n_out = layer.attrs.get("out_elems", _elems(layer.out_shape))
+    n_in = layer.attrs.get("in_elems", _elems(layer.in_shape))
     if kind == "matmul":
         a = layer.attrs
         batch, m, k, n = a["batch"], a["m"], a["k"], a["n"]
@@ -71,7 +73,7 @@ def digital_work(layer: Layer) -> DigitalWork | None:
     if kind == "act" and fn in SPECIAL_FUNCTIONS:
         return DigitalWork(special_ops=n_out, buffer_elems=2 * n_out)
     if kind == "norm" and fn not in AFFINE_NORMS:
-        rows = n_out // layer.out_shape[-1] if layer.out_shape else 0
+        rows = n_out // layer.out_shape[-1] if layer.out_shape and layer.out_shape[-1] else 0
         return DigitalWork(vector_ops=NORM_VECTOR_OPS * n_out, special_ops=rows, buffer_elems=2 * n_out)
     if kind in ("mean", "reduce"):
         return DigitalWork(vector_ops=n_in, buffer_elems=n_in + n_out)

@@ -34,7 +34,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata, _extract_tenso
 from xbarforge.errors import CaptureError
 from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs
 
-__all__ = ["TraceFailure", "capture_module", "fold_batchnorm"]
+__all__ = ["TraceFailure", "capture_module", "fold_batchnorm", "trace_module"]
 
 # --------------------------------------------------------------------------------------------
 # operator tables
@@ -544,6 +544,7 @@ class _Builder:
         if isinstance(out, list):
             attrs.setdefault("out_shapes", out)
             out = in_shapes[0] if in_shapes else ()
+        _note_folded_batch(attrs, self.full_shape(node), self.full_shape(self.first_data_arg(node)))
         layer = Layer(
             name=self.names.take(fields.pop("name", None) or self.base_name(node)),
             kind=kind,
@@ -921,6 +922,11 @@ class _Builder:
         )
         av.attrs["in_shapes"] = [scores[1:], vs[1:]]
 
+    def first_data_arg(self, node: torch.fx.Node) -> torch.fx.Node | None:
+        args: list[torch.fx.Node] = []
+        torch.fx.node.map_arg((node.args, node.kwargs), args.append)
+        return next((a for a in args if self.alias.get(a) is not None), None)
+
     def data_inputs_of(self, args: list[Any]) -> list[str]:
         names = [self.alias.get(a) for a in args if isinstance(a, torch.fx.Node)]
         return list(dict.fromkeys(n for n in names if n is not None))
@@ -1001,6 +1007,16 @@ def _const_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
     return const
 
 
+def _note_folded_batch(attrs: dict[str, Any], out_full: tuple[int, ...], in_full: tuple[int, ...]) -> None:
+    """Element counts of a layer whose leading dimension is not the sample (heads folded into the
+    batch, `(B * heads, n, n)`): per-sample shapes drop that dimension, so the digital cost model
+    reads these counts instead. Capture runs one sample, so a whole shape's size is per sample."""
+    if len(out_full) > 1 and out_full[0] != 1:
+        attrs.setdefault("out_elems", math.prod(out_full))
+    if len(in_full) > 1 and in_full[0] != 1:
+        attrs.setdefault("in_elems", math.prod(in_full))
+
+
 class TraceFailure(CaptureError):
     """torch.fx could not trace the model (control flow on values, unsupported Python); `module`
     names the innermost submodule whose forward failed. `capture` then tries an ONNX export."""
@@ -1022,6 +1038,17 @@ def _failing_module(model: nn.Module, exc: BaseException) -> str:
             found = f"{name} ({type(owner).__name__})"
         tb = tb.tb_next
     return found or f"(the model itself) ({type(model).__name__})"
+
+
+def trace_module(model: nn.Module) -> torch.fx.GraphModule:
+    """`torch.fx.symbolic_trace`, failing with one line (`TraceFailure`) that names the module."""
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception as exc:
+        module = _failing_module(model, exc)
+        raise TraceFailure(
+            f"cannot trace {type(model).__name__} with torch.fx in module {module}: {_first_line(exc)}", module
+        ) from None
 
 
 def _check_single_input(gm: torch.fx.GraphModule, model_name: str) -> None:
@@ -1063,13 +1090,7 @@ def capture_module(model: nn.Module, input_shape: tuple[int, ...], name: str | N
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        try:
-            gm = torch.fx.symbolic_trace(model)
-        except Exception as exc:
-            module = _failing_module(model, exc)
-            raise TraceFailure(
-                f"cannot trace {model_name} with torch.fx in module {module}: {_first_line(exc)}", module
-            ) from None
+        gm = trace_module(model)
         _check_single_input(gm, model_name)
         const = _const_nodes(gm.graph)
         prop = _Prop(gm, const)

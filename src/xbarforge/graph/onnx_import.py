@@ -25,7 +25,13 @@ import numpy as np
 import torch
 
 from xbarforge.errors import CaptureError
-from xbarforge.graph.fx_capture import _check_input_shape, _first_line, _NameTable, fold_batchnorm
+from xbarforge.graph.fx_capture import (
+    _check_input_shape,
+    _first_line,
+    _NameTable,
+    _note_folded_batch,
+    fold_batchnorm,
+)
 from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs
 
 __all__ = ["ONNX_SUPPORTED", "import_onnx", "load_onnx"]
@@ -347,6 +353,8 @@ class _Importer:
         outs = [o for o in node.output if o]
         if kind == "split" and len(outs) > 1:
             attrs.setdefault("out_shapes", [self.sample_shape(o) for o in outs])
+        if kind not in ("conv", "linear"):
+            _note_folded_batch(attrs, self.full_shape(outs[0]) if outs else (), self.full_shape(data[0]) if data else ())
         layer = Layer(
             name=self.names.take(self.node_name(node)),
             kind=kind,

@@ -94,8 +94,9 @@ _COMPACT = {"blocks": "blk", "copies": "cp", "crossbars": "xbars", "utilization"
 
 
 def layer_table(report: dict[str, Any], title: str | None = None, compact: bool = False) -> Table:
-    """One row per MVM layer: layer, op, form, blocks, copies, crossbars, utilization, cycles,
-    time and energy per inference (plus serial and round columns when they matter).
+    """One row per MVM layer (and per digital stage: attention's products, softmax, layer norm):
+    layer, op, form, blocks, copies, crossbars, utilization, cycles, time and energy per inference
+    (plus serial and round columns when they matter).
 
     `compact` (for narrow terminals, see `auto_layer_table`) leaves out the op and form columns and abbreviates
     the numeric headers.
@@ -127,13 +128,17 @@ def layer_table(report: dict[str, Any], title: str | None = None, compact: bool 
         row = [str(layer["name"])]
         if not compact:
             row += [str(layer.get("op", "")), str(layer.get("form", ""))]
-        row += [
-            fmt_count(layer.get("blocks")),
-            fmt_count(layer.get("copies")),
-            fmt_count(layer.get("crossbars")),
-            fmt_pct(layer.get("utilization")),
-            fmt_count(layer.get("cycles")),
-        ]
+        if layer.get("digital"):  # a digital stage (attention, softmax, norm): no weights, no copies
+            runtime = layer.get("crossbars") or 0
+            row += ["-", "-", fmt_count(runtime) if runtime else "-", "-", fmt_count(layer.get("cycles"))]
+        else:
+            row += [
+                fmt_count(layer.get("blocks")),
+                fmt_count(layer.get("copies")),
+                fmt_count(layer.get("crossbars")),
+                fmt_pct(layer.get("utilization")),
+                fmt_count(layer.get("cycles")),
+            ]
         if show_serial:
             row.append(fmt_count(layer.get("serial", 1)))
         if show_round:

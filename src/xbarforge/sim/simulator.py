@@ -33,6 +33,7 @@ from xbarforge.compiler.execute import CrossbarKey, LayerInterpreter, program_cr
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.errors import XbarforgeError
 from xbarforge.graph.capture import capture
+from xbarforge.graph.fx_capture import TraceFailure, trace_module
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.analog import AnalogLayer, NoiseTable
@@ -164,7 +165,10 @@ class Simulator:
             self.groups.append(_Group(spec, stream, names, group_map, levels))
             self.layouts.update(layer_layouts(group_map))
         self.mapping: Mapping | None = self.groups[0].mapping if len(self.groups) == 1 else None
-        self.gm = torch.fx.symbolic_trace(self.model).to(self.device)
+        try:
+            self.gm = trace_module(self.model).to(self.device)
+        except TraceFailure as exc:  # compile falls back to ONNX; the simulator runs the module itself
+            raise SimulationError(f"simulator: {exc}; remove control flow on tensor values there") from None
         group_of = {name: g for g in self.groups for name in g.names}
         nominal = {g.stream: g.nominal() for g in self.groups}
         self.layers: dict[str, AnalogLayer] = {}
