@@ -354,7 +354,8 @@ class _Importer:
         if kind == "split" and len(outs) > 1:
             attrs.setdefault("out_shapes", [self.sample_shape(o) for o in outs])
         if kind not in ("conv", "linear"):
-            _note_folded_batch(attrs, self.full_shape(outs[0]) if outs else (), self.full_shape(data[0]) if data else ())
+            out_full = self.full_shape(outs[0]) if outs else ()
+            _note_folded_batch(attrs, out_full, self.full_shape(data[0]) if data else ())
         layer = Layer(
             name=self.names.take(self.node_name(node)),
             kind=kind,
