@@ -281,3 +281,72 @@ def test_vit_runs_on_crossbars_and_in_the_simulator() -> None:
     sim.mode = "fast"
     assert sim(x).shape == (3, 10)
 
+
+
+class _MHA(nn.Module):
+    """nn.MultiheadAttention, self-attention or cross-attention, batch first or sequence first."""
+
+    def __init__(self, batch_first: bool, cross: bool = False) -> None:
+        super().__init__()
+        self.batch_first, self.cross = batch_first, cross
+        self.emb = nn.Linear(8, 32)
+        self.ctx = nn.Linear(8, 32)
+        self.att = nn.MultiheadAttention(32, 4, batch_first=batch_first)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb(x)
+        c = self.ctx(x) if self.cross else h
+        if not self.batch_first:
+            h, c = h.transpose(0, 1), c.transpose(0, 1)
+        y, _ = self.att(h, c, c) if self.cross else self.att(h, h, h)
+        if not self.batch_first:
+            y, h = y.transpose(0, 1), h.transpose(0, 1)
+        return self.head((h + y).mean(1))
+
+
+@pytest.mark.parametrize("batch_first,cross", [(True, False), (False, False), (True, True)])
+def test_multihead_attention_module(batch_first: bool, cross: bool) -> None:
+    torch.manual_seed(0)
+    model = _MHA(batch_first, cross).eval()
+    g = capture(model, (10, 8))
+    assert g.source == "fx"
+    projections = ["att.q_proj", "att.k_proj", "att.v_proj"] if cross else ["att.in_proj"]
+    names = [layer.name for layer in g.mvm_layers]
+    assert names == ["emb", *(["ctx"] if cross else []), *projections, "att.out_proj", "head"]
+    assert all(g[n].output_pixels == 10 for n in [*projections, "att.out_proj"])  # one MVM per token
+    qk = g["att.qk"]
+    assert (qk.attrs["batch"], qk.attrs["m"], qk.attrs["k"], qk.attrs["n"]) == (4, 10, 8, 10)
+    if not cross:  # the ONNX export writes the same projections
+        assert_same_mvm_layers(g, import_onnx(export_onnx(model, (10, 8))))
+    x = torch.randn(3, 10, 8)
+    hw = load_hardware("isaac")
+    m = isaac_like(g, hw)
+    out, _ = execute_model(m, model, x, hw, g)
+    ref, _ = reference_forward(model, x, hw, g)
+    assert torch.allclose(out, ref, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(reference_forward(model, x, None, g)[0], model(x), atol=1e-5)
+
+
+def test_transformer_encoder_compiles_through_onnx_and_simulator_says_why_not() -> None:
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Linear(8, 32)
+            layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+            self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = nn.Linear(32, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.enc(self.emb(x)).mean(1))
+
+    model = Encoder().eval()
+    g = capture(model, (10, 8))
+    assert g.source == "onnx-fallback" and "TransformerEncoder" in g.note
+    assert len(g.mvm_layers) == 2 + 2 * 4 and all(layer.output_pixels == 10 for layer in g.mvm_layers[:-1])
+    assert len([layer for layer in g.layers if layer.kind == "matmul"]) == 4
+    hw = load_hardware("rnc-paper")
+    assert compile_graph(g, hw, crossbars=None, samples=[1, 8]).digital
+    with pytest.raises(SimulationError, match="TransformerEncoder' at node 'enc'; compile took an ONNX export"):
+        Simulator(model, hw, (10, 8))

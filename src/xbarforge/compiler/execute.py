@@ -519,6 +519,18 @@ class LayerInterpreter(torch.fx.Interpreter):
         mod = self.fetch_attr(str(target))
         node = self.current
         assert node is not None
+        if isinstance(mod, nn.MultiheadAttention):
+            k = self.calls[str(target)]
+            self.calls[str(target)] += 1
+            suffix = f"_{k}" if k else ""
+            if any(f"{target}.{p}{suffix}" in self.mvm_names for p in ("in_proj", "q_proj")):
+                def project(part: str, x: torch.Tensor) -> torch.Tensor:
+                    name = f"{target}.{part}{suffix}"
+                    out = self.layer_fn(self.layer_graph[name], x)
+                    self.outputs[name] = out
+                    return out
+
+                return multihead_attention(mod, args, kwargs, project)
         if isinstance(mod, _MVM_TYPES):
             k = self.calls[str(target)]
             self.calls[str(target)] += 1
@@ -538,6 +550,55 @@ class LayerInterpreter(torch.fx.Interpreter):
                 self.outputs[layer.name] = args[0]
                 return args[0]  # already folded into the layer's weight and bias
         return super().call_module(target, args, kwargs)
+
+
+_MHA_ARGS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+             "is_causal")
+
+
+def multihead_attention(mod: nn.MultiheadAttention, args: tuple, kwargs: dict,
+                        project: Callable[[str, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    """nn.MultiheadAttention (eval mode) with its projections computed by `project(part, x)`.
+
+    `part` is "in_proj" for packed self-attention (one E -> 3E layer, as capture records it) or
+    "q_proj"/"k_proj"/"v_proj", and "out_proj"; the attention itself runs in float, as the digital
+    unit would. Masks follow torch: a boolean True masks a position out, a float mask is added.
+    """
+    a = dict(zip(_MHA_ARGS, args, strict=False)) | dict(kwargs)
+    q, k, v = a["query"], a["key"], a["value"]
+    heads, e = mod.num_heads, mod.embed_dim
+    unbatched = q.dim() == 2
+    if unbatched:
+        q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
+    if not mod.batch_first or unbatched:  # the projections see (batch, tokens, features)
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    if a["query"] is a["key"] is a["value"] and mod._qkv_same_embed_dim:
+        q, k, v = project("in_proj", q).chunk(3, dim=-1)
+    else:
+        q, k, v = project("q_proj", q), project("k_proj", k), project("v_proj", v)
+    b, n, s = q.shape[0], q.shape[1], k.shape[1]
+    q, k, v = (t.reshape(b, -1, heads, e // heads).transpose(1, 2) for t in (q, k, v))
+    scores = (q @ k.transpose(-2, -1)) * (e // heads) ** -0.5
+    mask = a.get("attn_mask")
+    if a.get("is_causal") and mask is None:
+        mask = torch.ones(n, s, dtype=torch.bool, device=q.device).triu(1)
+    if mask is not None:
+        mask = mask.reshape(-1, heads, n, s) if mask.dim() == 3 else mask
+        scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    pad = a.get("key_padding_mask")
+    if pad is not None:
+        pad = pad.reshape(b, 1, 1, s)
+        scores = scores.masked_fill(pad, float("-inf")) if pad.dtype == torch.bool else scores + pad
+    weights = scores.softmax(-1)
+    out = project("out_proj", (weights @ v).transpose(1, 2).reshape(b, n, e))
+    if not mod.batch_first or unbatched:
+        out = out.transpose(0, 1)
+    if unbatched:
+        out = out.squeeze(1)
+    if not a.get("need_weights", True):
+        return out, None
+    w = weights.mean(1) if a.get("average_attn_weights", True) else weights
+    return out, (w.squeeze(0) if unbatched else w)
 
 
 def _run_model(model: nn.Module, x: torch.Tensor, graph: LayerGraph | None,

@@ -1,9 +1,11 @@
 """One entry point for every model source: `capture(model_or_path, input_shape)`.
 
 * `nn.Module` -> torch.fx capture (`capture_module`); a module torch.fx cannot trace (control flow
-  on tensor values) is exported with `torch.onnx.export` (TorchScript tracing runs the Python, so
-  the branch taken on the capture input is recorded) and imported from ONNX. Layer names are then
-  ONNX node names, and the simulator, which runs the model through torch.fx, cannot run it;
+  on tensor values) or that holds an operator fx capture does not know (nn.TransformerEncoder,
+  nn.MultiheadAttention, ...) is exported with `torch.onnx.export` (TorchScript tracing runs the
+  Python, so the branch taken on the capture input, zeros, is recorded) and imported from ONNX.
+  Layer names are then ONNX node names, and the simulator, which runs the model through torch.fx,
+  cannot run it. When the fallback fails too, the fx error is raised (it names the op and node);
 * a `str`/`Path` ending in `.onnx` -> ONNX import (`import_onnx`);
 * a registered zoo name -> `xbarforge.zoo.create_model(name, num_classes=...)`, then fx capture.
 
@@ -26,7 +28,13 @@ from typing import Any
 from torch import nn
 
 from xbarforge.errors import CaptureError, ModelNotFoundError
-from xbarforge.graph.fx_capture import TraceFailure, _check_input_shape, _first_line, capture_module
+from xbarforge.graph.fx_capture import (
+    TraceFailure,
+    UnsupportedOperator,
+    _check_input_shape,
+    _first_line,
+    capture_module,
+)
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.graph.onnx_import import import_onnx
 
@@ -71,7 +79,8 @@ def _fresh(graph: LayerGraph) -> LayerGraph:
         new.inputs = list(layer.inputs)
         new.attrs = copy.deepcopy(layer.attrs)
         layers.append(new)
-    return LayerGraph(name=graph.name, input_shape=graph.input_shape, layers=layers, source=graph.source)
+    return LayerGraph(name=graph.name, input_shape=graph.input_shape, layers=layers, source=graph.source,
+                      note=graph.note)
 
 
 def _lookup(key: tuple[Any, ...], model: nn.Module | None = None) -> LayerGraph | None:
@@ -117,13 +126,14 @@ def _capture_module(model: nn.Module, shape: tuple[int, ...], name: str | None) 
         return hit
     try:
         graph = capture_module(model, shape, name=name)
-    except TraceFailure as failure:
+    except (TraceFailure, UnsupportedOperator) as failure:
         graph = _through_onnx(model, shape, name, failure)
     return _store(key, graph, model)
 
 
-def _through_onnx(model: nn.Module, shape: tuple[int, ...], name: str | None, failure: TraceFailure) -> LayerGraph:
-    """The fallback for models torch.fx cannot trace: export to ONNX in memory, then import."""
+def _through_onnx(model: nn.Module, shape: tuple[int, ...], name: str | None,
+                  failure: TraceFailure | UnsupportedOperator) -> LayerGraph:
+    """The fallback for models torch.fx cannot capture: export to ONNX in memory, then import."""
     import io
     import warnings
 
@@ -135,12 +145,16 @@ def _through_onnx(model: nn.Module, shape: tuple[int, ...], name: str | None, fa
         model.eval()
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-        with torch.no_grad(), warnings.catch_warnings():
+        # gradients stay on: under no_grad nn.TransformerEncoderLayer takes a fused fast path ONNX cannot export
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (torch.zeros((1, *shape), dtype=dtype, device=device),), buffer, dynamo=False, opset_version=17
             )
+        graph = import_onnx(buffer.getvalue(), input_shape=shape, name=name or type(model).__name__)
     except Exception as exc:
+        if isinstance(failure, UnsupportedOperator):
+            raise failure from None  # it names the op and node; the export's view adds nothing a user can act on
         raise CaptureError(
             f"{failure}; the ONNX export fallback failed too ({_first_line(exc)}): "
             f"rewrite module {failure.module} without control flow on tensor values, or export the model to ONNX"
@@ -148,8 +162,8 @@ def _through_onnx(model: nn.Module, shape: tuple[int, ...], name: str | None, fa
     finally:
         for m, training in flags:
             m.training = training
-    graph = import_onnx(buffer.getvalue(), input_shape=shape, name=name or type(model).__name__)
     graph.source = "onnx-fallback"
+    graph.note = str(failure)
     return graph
 
 

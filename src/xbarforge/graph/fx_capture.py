@@ -32,9 +32,9 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata, _extract_tensor_metadata
 
 from xbarforge.errors import CaptureError
-from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs
+from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs, token_shapes
 
-__all__ = ["TraceFailure", "capture_module", "fold_batchnorm", "trace_module"]
+__all__ = ["TraceFailure", "UnsupportedOperator", "capture_module", "fold_batchnorm", "trace_module"]
 
 # --------------------------------------------------------------------------------------------
 # operator tables
@@ -279,6 +279,10 @@ _CONV_PARAMS = ("input", "weight", "bias", "stride", "padding", "dilation", "gro
 _CONV_DEFAULTS: dict[str, Any] = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 _LINEAR_PARAMS = ("input", "weight", "bias")
 _SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+_MHA_PARAMS = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+               "is_causal")
+_MHA_DEFAULTS: dict[str, Any] = {"key_padding_mask": None, "need_weights": True, "attn_mask": None,
+                                 "average_attn_weights": True, "is_causal": False}
 _BN_PARAMS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
 _BN_DEFAULTS: dict[str, Any] = {"weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5}
 
@@ -530,10 +534,10 @@ class _Builder:
             return f"Tensor.{node.target}"
         return _function_name(node.target)
 
-    def unsupported(self, node: torch.fx.Node, why: str = "") -> CaptureError:
+    def unsupported(self, node: torch.fx.Node, why: str = "") -> UnsupportedOperator:
         where = str(node.target) if node.op == "call_module" else node.name
         extra = f" ({why})" if why else ""
-        return CaptureError(f"unsupported operator '{self.op_name(node)}' at node '{where}'{extra}")
+        return UnsupportedOperator(f"unsupported operator '{self.op_name(node)}' at node '{where}'{extra}")
 
     def add_layer(self, node: torch.fx.Node, kind: str, **fields: Any) -> Layer:
         in_shapes = self.tensor_in_shapes(node)
@@ -638,6 +642,7 @@ class _Builder:
         layer = self.add_layer(
             node,
             "linear",
+            **token_shapes(self.full_shape(self.first_data_arg(node)), self.full_shape(node)),
             in_channels=int(w.shape[1]),
             out_channels=int(w.shape[0]),
             weight=w,
@@ -707,6 +712,8 @@ class _Builder:
             )
         elif isinstance(mod, nn.Linear) and mtype.forward is nn.Linear.forward:
             self.linear_layer(node, mod.weight, mod.bias)
+        elif isinstance(mod, nn.MultiheadAttention) and mtype.forward is nn.MultiheadAttention.forward:
+            self.multihead_attention(node, mod)
         elif isinstance(mod, _BN_MODULES) and mtype.forward is nn.modules.batchnorm._BatchNorm.forward:
             if not self.try_fold_bn(node, mod.running_mean, mod.running_var, mod.weight, mod.bias, mod.eps):
                 self.add_layer(node, "norm", attrs={"fn": "batch_norm"})
@@ -927,6 +934,60 @@ class _Builder:
         torch.fx.node.map_arg((node.args, node.kwargs), args.append)
         return next((a for a in args if self.alias.get(a) is not None), None)
 
+    def multihead_attention(self, node: torch.fx.Node, mod: nn.MultiheadAttention) -> None:
+        """nn.MultiheadAttention as its projections (MVM layers) and Q K^T, softmax, x V (digital).
+
+        Self-attention (query, key and value one tensor, one embedding size) keeps the packed
+        in-projection as one layer `.in_proj` (E -> 3E); otherwise `.q_proj`, `.k_proj`, `.v_proj`.
+        Masks change no cost. `xbarforge.compiler.execute.multihead_attention` runs it the same way.
+        """
+        b = self.bind(node, _MHA_PARAMS, _MHA_DEFAULTS)
+        q, k, v = b["query"], b["key"], b["value"]
+        if mod.bias_k is not None or mod.add_zero_attn:
+            raise self.unsupported(node, "add_bias_kv and add_zero_attn are not captured")
+        if not all(self.is_data(t) for t in (q, k, v)):
+            raise self.unsupported(node, "attention with a query, key or value that is a parameter")
+        e, heads = mod.embed_dim, mod.num_heads
+        qs, ks = self.full_shape(q), self.full_shape(k)
+        tokens_q, tokens_k = math.prod(qs[:-1]), math.prod(ks[:-1])  # one sample: every vector is a token
+        base = str(node.target)
+        packed = q is k is v and mod._qkv_same_embed_dim
+
+        def proj(name: str, src: Any, weight: torch.Tensor, bias: torch.Tensor | None, tokens: int) -> Layer:
+            w = weight.detach().to(device="cpu", dtype=torch.float32, copy=True)
+            width = int(w.shape[1])
+            return self.add_layer(
+                node, "linear", name=f"{base}.{name}", inputs=self.data_inputs_of([src]),
+                in_shape=(tokens, width), out_shape=(tokens, int(w.shape[0])), in_channels=width,
+                out_channels=int(w.shape[0]), weight=w,
+                bias=None if bias is None else bias.detach().to(device="cpu", dtype=torch.float32, copy=True),
+                attrs={"mha": base},
+            )
+
+        if packed:
+            projected = [proj("in_proj", q, mod.in_proj_weight, mod.in_proj_bias, tokens_q).name]
+        else:
+            ws = (mod.in_proj_weight.chunk(3) if mod._qkv_same_embed_dim
+                  else (mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight))
+            bs = mod.in_proj_bias.chunk(3) if mod.in_proj_bias is not None else (None, None, None)
+            projected = [proj(f"{n}_proj", src, w, bias, t).name for n, src, w, bias, t in
+                         zip("qkv", (q, k, v), ws, bs, (tokens_q, tokens_k, tokens_k), strict=True)]
+        hd = e // heads
+        scores = (heads, tokens_q, tokens_k)
+        qk = self.add_layer(node, "matmul", name=f"{base}.qk", inputs=projected[:2], in_shape=(tokens_q, e),
+                            out_shape=scores, attrs={**matmul_attrs(scores, hd), "mha": base})
+        soft = self.add_layer(node, "act", name=f"{base}.softmax", inputs=[qk.name], in_shape=scores,
+                              out_shape=scores, attrs={"fn": "softmax", "mha": base})
+        av = self.add_layer(node, "matmul", name=f"{base}.av", inputs=[soft.name, projected[-1]], in_shape=scores,
+                            out_shape=(heads, tokens_q, hd),
+                            attrs={**matmul_attrs((heads, tokens_q, hd), tokens_k), "mha": base})
+        out = proj("out_proj", None, mod.out_proj.weight, mod.out_proj.bias, tokens_q)
+        out.inputs = [av.name]
+        for layer in self.layers[-(len(projected) + 4):]:  # shapes read off the module's call do not apply
+            for key in ("in_shapes", "out_shapes", "in_elems", "out_elems"):
+                layer.attrs.pop(key, None)
+        self.alias[node] = out.name
+
     def data_inputs_of(self, args: list[Any]) -> list[str]:
         names = [self.alias.get(a) for a in args if isinstance(a, torch.fx.Node)]
         return list(dict.fromkeys(n for n in names if n is not None))
@@ -1015,6 +1076,11 @@ def _note_folded_batch(attrs: dict[str, Any], out_full: tuple[int, ...], in_full
         attrs.setdefault("out_elems", math.prod(out_full))
     if len(in_full) > 1 and in_full[0] != 1:
         attrs.setdefault("in_elems", math.prod(in_full))
+
+
+class UnsupportedOperator(CaptureError):
+    """An operator torch.fx capture does not know; `capture` then tries an ONNX export, which
+    decomposes modules such as nn.TransformerEncoder into operators it may know."""
 
 
 class TraceFailure(CaptureError):

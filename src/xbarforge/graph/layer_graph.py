@@ -111,6 +111,19 @@ class Layer:
         return self.kind
 
 
+def token_shapes(full_in: tuple[int, ...], full_out: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes of a linear layer whose leading dimension is not the sample.
+
+    nn.MultiheadAttention (sequence first) and its ONNX export apply their projections to
+    (tokens, 1, E) or (tokens, E) tensors; dropping the leading dimension as the batch would leave
+    one output pixel instead of one per token. Capture runs one sample, so here every vector of the
+    whole shape is a token: (tokens, features). Empty when the leading dimension is the sample.
+    """
+    if len(full_in) < 2 or len(full_out) < 2 or full_in[0] == 1:
+        return {}
+    return {"in_shape": (math.prod(full_in[:-1]), full_in[-1]), "out_shape": (math.prod(full_out[:-1]), full_out[-1])}
+
+
 def matmul_attrs(out: tuple[int, ...], k: int) -> dict[str, int]:
     """Batch, m, k, n and MACs of one sample's activation x activation product.
 
@@ -130,13 +143,15 @@ class LayerGraph:
     """A network as a DAG of layers in topological order.
 
     `source` says how it was captured: "fx", "onnx", or "onnx-fallback" (a module torch.fx could
-    not trace, exported to ONNX; the simulator cannot run such a graph through the module).
+    not capture, exported to ONNX; `note` says why; the simulator cannot run such a graph through
+    the module).
     """
 
     name: str
     input_shape: tuple[int, ...]
     layers: list[Layer]
     source: str = "fx"
+    note: str = ""
 
     def __post_init__(self) -> None:
         self._by_name = {layer.name: layer for layer in self.layers}

@@ -32,7 +32,7 @@ from xbarforge.graph.fx_capture import (
     _note_folded_batch,
     fold_batchnorm,
 )
-from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs
+from xbarforge.graph.layer_graph import Layer, LayerGraph, matmul_attrs, token_shapes
 
 __all__ = ["ONNX_SUPPORTED", "import_onnx", "load_onnx"]
 
@@ -446,6 +446,7 @@ class _Importer:
         layer = self.add_layer(
             node,
             "linear",
+            **token_shapes(self.full_shape(node.input[0]), self.full_shape(node.output[0])),
             in_channels=int(weight.shape[1]),
             out_channels=int(weight.shape[0]),
             weight=weight.contiguous(),
@@ -472,6 +473,7 @@ class _Importer:
         layer = self.add_layer(
             node,
             "linear",
+            **token_shapes(self.full_shape(lhs), self.full_shape(node.output[0])),
             in_channels=int(weight.shape[1]),
             out_channels=int(weight.shape[0]),
             weight=weight,

@@ -273,6 +273,12 @@ def summary_panel(report: dict[str, Any]) -> Panel:
     lines.append(
         f"reprogramming rounds: {rounds}   fewest crossbars for one copy: {report.get('min_crossbars')}"
     )
+    share = report.get("digital_share")
+    if share:
+        runtime = report.get("runtime_crossbars") or 0
+        where = f"{runtime} crossbars written at run time" if runtime else "the vector unit"
+        lines.append(f"digital stages (attention, softmax, norms) on {where}: {100 * share['time']:.1f}% of one "
+                     f"sample's layer time, {100 * share['energy']:.1f}% of the energy")
     if report.get("compile_seconds") is not None:
         lines.append(f"compile time: {report['compile_seconds']:.2f} s")
     parts: list[RenderableType] = [table, Text("\n".join(lines))]

@@ -147,6 +147,10 @@ class Simulator:
             if input_shape is None:
                 raise SimulationError("simulator: give input_shape (C, H, W) or a captured graph")
             graph = capture(self.model, tuple(input_shape))
+        if graph.source == "onnx-fallback":
+            raise SimulationError(
+                f"simulator: {graph.note}; compile took an ONNX export instead, but the simulator runs the module "
+                "itself through torch.fx")
         self.graph = graph
         specs = _group_specs(graph, hw, layer_hardware)
         if mapping is not None and (len(specs) > 1 or specs[0][1] != 0):
