@@ -34,7 +34,7 @@ from xbarforge.hardware.spec import HardwareSpec
 
 SPECIAL_FUNCTIONS = frozenset(
     {"gelu", "erf", "exp", "sigmoid", "tanh", "silu", "softplus", "mish", "elu", "log", "sqrt", "rsqrt",
-     "reciprocal", "pow"}
+     "reciprocal", "pow", "sin", "cos"}
 )
 SOFTMAX = frozenset({"softmax", "log_softmax"})
 AFFINE_NORMS = frozenset({"batch_norm", "BatchNormalization"})  # eval-mode: a per-channel scale, fused

@@ -139,6 +139,13 @@ _ACT_FUNCTIONS: dict[Callable[..., Any], str] = {
     torch.log: "log",
     torch.masked_fill: "masked_fill",
     torch.where: "where",
+    torch.sin: "sin",
+    torch.cos: "cos",
+    torch.floor: "floor",
+    torch.round: "round",
+    torch.ceil: "ceil",
+    torch.tril: "tril",
+    torch.triu: "triu",
 }
 
 _ACT_METHODS: dict[str, str] = {
@@ -164,6 +171,13 @@ _ACT_METHODS: dict[str, str] = {
     "log": "log",
     "masked_fill": "masked_fill",
     "masked_fill_": "masked_fill",
+    "sin": "sin",
+    "cos": "cos",
+    "floor": "floor",
+    "round": "round",
+    "ceil": "ceil",
+    "tril": "tril",
+    "triu": "triu",
 }
 
 _FUNCTION_KINDS: dict[Callable[..., Any], str] = {
@@ -206,6 +220,18 @@ _FUNCTION_KINDS: dict[Callable[..., Any], str] = {
     F.local_response_norm: "norm",
     F.normalize: "norm",
     torch.stack: "concat",
+    torch.roll: "transpose",
+    torch.flip: "transpose",
+    torch.gather: "split",
+    torch.index_select: "split",
+    torch.repeat_interleave: "concat",
+    torch.cumsum: "reduce",
+    F.interpolate: "resize",
+    F.upsample: "resize",
+    F.unfold: "reshape",
+    F.fold: "reshape",
+    F.pixel_shuffle: "reshape",
+    F.pixel_unshuffle: "reshape",
 }
 
 _ADAPTIVE_FUNCTIONS: dict[Callable[..., Any], str] = {
@@ -240,6 +266,13 @@ _METHOD_KINDS: dict[str, str] = {
     "expand": "reshape",
     "expand_as": "reshape",
     "repeat": "concat",
+    "repeat_interleave": "concat",
+    "roll": "transpose",
+    "flip": "transpose",
+    "unfold": "reshape",
+    "gather": "split",
+    "index_select": "split",
+    "cumsum": "reduce",
 }
 
 _ARITH_OPS: dict[Callable[..., Any], str] = {
@@ -837,8 +870,8 @@ class _Builder:
             return {"op": _ARITH_OPS.get(node.target, kind)}
         if kind == "pool":
             return {"fn": "max" if "max" in self.op_name(node) else "avg"}
-        if kind == "norm":
-            return {"fn": getattr(node.target, "__name__", "norm")}
+        if kind in ("norm", "reduce", "resize"):
+            return {"fn": getattr(node.target, "__name__", kind)}
         return {}
 
     def handle_method(self, node: torch.fx.Node) -> None:

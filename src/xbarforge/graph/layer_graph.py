@@ -37,6 +37,7 @@ DIGITAL_KINDS = (
     "mean",
     "reduce",
     "matmul",
+    "resize",
 )
 
 

@@ -59,6 +59,20 @@ _ACT_OPS: dict[str, str] = {
     "Abs": "abs",
     "Log": "log",
     "Where": "where",
+    "Sin": "sin",
+    "Cos": "cos",
+    "Floor": "floor",
+    "Ceil": "ceil",
+    "Round": "round",
+    "Trilu": "trilu",
+    "Equal": "equal",
+    "Less": "less",
+    "LessOrEqual": "less_equal",
+    "Greater": "greater",
+    "GreaterOrEqual": "greater_equal",
+    "Not": "not",
+    "And": "and",
+    "Or": "or",
 }
 # Reductions other than the mean: kind "reduce" with this fn.
 _REDUCE_OPS: dict[str, str] = {
@@ -68,6 +82,9 @@ _REDUCE_OPS: dict[str, str] = {
     "ReduceProd": "prod",
     "ReduceL2": "l2",
     "ReduceLogSumExp": "logsumexp",
+    "CumSum": "cumsum",
+    "ArgMax": "argmax",
+    "ArgMin": "argmin",
 }
 
 _KIND_OPS: dict[str, str] = {
@@ -90,6 +107,13 @@ _KIND_OPS: dict[str, str] = {
     "Transpose": "transpose",
     "Expand": "reshape",
     "Tile": "concat",
+    "Resize": "resize",
+    "Upsample": "resize",
+    "DepthToSpace": "reshape",
+    "SpaceToDepth": "reshape",
+    "GatherElements": "split",
+    "GatherND": "split",
+    "ScatterND": "concat",
     "Split": "split",
     "Slice": "split",
     "Gather": "split",
@@ -102,6 +126,8 @@ _KIND_OPS: dict[str, str] = {
     "LRN": "norm",
 }
 
+# Layers whose cost is counted from their shapes (MVM layers and the digital stages of cost.digital).
+_SHAPED_KINDS = frozenset({"conv", "linear", "matmul", "act", "norm", "reduce", "mean"})
 # Ops whose output is the input as far as the layer graph cares.
 _ALIAS_OPS = {"Cast"}
 # Ops whose output describes the input's shape, not its values.
@@ -255,6 +281,34 @@ def _fold_constant_nodes(model: Any, consts: dict[str, np.ndarray]) -> set[int]:
     return set(folded)
 
 
+def _known(dims: list[int | None] | None) -> bool:
+    return dims is not None and all(d is not None for d in dims)
+
+
+def _run_shapes(model: Any, input_name: str, full: list[int], names: list[str]) -> dict[str, list[int | None]]:
+    """Shapes static inference leaves unknown, read off one run of the model on zeros.
+
+    onnx's shape inference cannot follow every shape computation exporters write (a Slice whose
+    bounds come from Shape -> Div chains, as `torch.chunk` exports); without shapes, token counts
+    and attention costs would be silently wrong. The reference evaluator runs the graph once (numpy,
+    batch of one) with those tensors as extra outputs. Tensors it cannot produce stay unknown.
+    """
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    probe = type(model)()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
+    elem = next((i.type.tensor_type.elem_type for i in model.graph.input if i.name == input_name), TensorProto.FLOAT)
+    dtype = helper.tensor_dtype_to_np_dtype(elem or TensorProto.FLOAT)
+    try:
+        values = ReferenceEvaluator(probe).run(None, {input_name: np.zeros(full, dtype=dtype)})
+    except Exception:
+        return {}
+    return {n: list(np.shape(v)) for n, v in zip(names, values, strict=True)}
+
+
 def _tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
 
@@ -295,6 +349,12 @@ class _Importer:
         ig = inferred.graph
         for vi in list(ig.value_info) + list(ig.output) + list(ig.input):
             self.shapes[vi.name] = _dims(vi)
+        unknown = [
+            o for i, node in enumerate(graph.node) if i not in self.folded for o in node.output
+            if o and not _known(self.shapes.get(o))
+        ]
+        if unknown:  # e.g. Slice bounds computed from Shape: run the model once to read them off
+            self.shapes.update(_run_shapes(model, self.input.name, full, unknown))
         self.graph = graph
         self.consumers: dict[str, int] = {}
         for node in self.graph.node:
@@ -351,6 +411,11 @@ class _Importer:
         if len(in_shapes) > 1:
             attrs.setdefault("in_shapes", in_shapes)
         outs = [o for o in node.output if o]
+        if kind in _SHAPED_KINDS and outs and not _known(self.shapes.get(outs[0])):  # never price them blind
+            raise CaptureError(
+                f"ONNX import: the output shape of node '{self.node_name(node)}' ({node.op_type}) is unknown after "
+                "shape inference and a reference run; export with a fixed input shape"
+            )
         if kind == "split" and len(outs) > 1:
             attrs.setdefault("out_shapes", [self.sample_shape(o) for o in outs])
         if kind not in ("conv", "linear"):
