@@ -247,3 +247,21 @@ def test_plot_occupancy_limits_the_crossbars_drawn(tmp_path: Path, monkeypatch: 
     titles = _titles(monkeypatch)
     assert _is_png(plots.plot_occupancy(mapping, tmp_path / "occ.png"))
     assert f"first {plots.MAX_CROSSBARS} of 300 crossbars" in titles[0]
+
+
+def test_short_names_for_onnx_layers() -> None:
+    from xbarforge.report.table import short_names
+
+    names = ["/features/features.0/Conv", "/features/features.1/conv/conv.0/Conv", "/blocks.0/attn/MatMul",
+             "/blocks.0/attn/MatMul_1", "/blocks.0/attn/qkv/MatMul", "/head/Gemm", "conv1", "/Softmax"]
+    assert short_names(names) == {
+        "/features/features.0/Conv": "features.0",
+        "/features/features.1/conv/conv.0/Conv": "features.1.conv.0",
+        "/blocks.0/attn/MatMul": "blocks.0.attn.MatMul",  # two products in one module keep their op names
+        "/blocks.0/attn/MatMul_1": "blocks.0.attn.MatMul_1",
+        "/blocks.0/attn/qkv/MatMul": "blocks.0.attn.qkv",
+        "/head/Gemm": "head",
+        "conv1": "conv1",  # fx names stay
+        "/Softmax": "Softmax",
+    }
+    assert len(set(short_names(names).values())) == len(names)

@@ -70,6 +70,9 @@ def write_cache(key: str, arrays: dict[str, np.ndarray], prefix: str = "images")
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        mask = os.umask(0)  # mkstemp makes 0600; a cache is shared like any file
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
         return path
     except OSError as exc:

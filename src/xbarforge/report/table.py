@@ -89,6 +89,29 @@ def fmt_count(x: float | None) -> str:
 # tables
 
 
+def short_names(names: Sequence[str]) -> dict[str, str]:
+    """Readable names for ONNX node names in tables: `/features/features.0/Conv` -> `features.0`.
+
+    The path's parts are joined with dots, a part that only prefixes the next one is dropped, and
+    the trailing op type goes when the rest still names one layer; other names stay as they are.
+    """
+    def dotted(name: str) -> list[str]:
+        parts = [p for p in name.strip("/").split("/") if p]
+        return [p for i, p in enumerate(parts) if not (i + 1 < len(parts) and parts[i + 1].startswith(p + "."))]
+
+    out = {n: ".".join(dotted(n)) if n.startswith("/") else n for n in names}
+    stems: dict[str, list[str]] = {}
+    for n in names:
+        parts = dotted(n) if n.startswith("/") else []
+        if len(parts) > 1:
+            stems.setdefault(".".join(parts[:-1]), []).append(n)
+    taken = set(out.values())
+    for stem, owners in stems.items():
+        if len(owners) == 1 and stem not in taken:
+            out[owners[0]] = stem
+    return out
+
+
 _COMPACT = {"blocks": "blk", "copies": "cp", "crossbars": "xbars", "utilization": "util", "cycles": "cyc",
             "serial": "ser", "round": "rnd"}
 
@@ -113,7 +136,8 @@ def layer_table(report: dict[str, Any], title: str | None = None, compact: bool 
         pad_edge=False,
         collapse_padding=compact,
     )
-    longest = max((len(str(layer["name"])) for layer in layers), default=5)
+    shown = short_names([str(layer["name"]) for layer in layers])
+    longest = max((len(shown[str(layer["name"])]) for layer in layers), default=5)
     table.add_column("layer", overflow="fold", min_width=min(longest, 12 if compact else 32))
     if not compact:
         table.add_column("op", overflow="fold", min_width=10)
@@ -125,7 +149,7 @@ def layer_table(report: dict[str, Any], title: str | None = None, compact: bool 
         header = _COMPACT.get(name, name) if compact else name
         table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
     for layer in layers:
-        row = [str(layer["name"])]
+        row = [shown[str(layer["name"])]]
         if not compact:
             row += [str(layer.get("op", "")), str(layer.get("form", ""))]
         if layer.get("digital"):  # a digital stage (attention, softmax, norm): no weights, no copies

@@ -36,6 +36,13 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
+def default_file_mode() -> int:
+    """The mode `open()` gives a new file: 0666 less the process umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: str | Path, mode: str, write: Callable[[IO[Any]], None]) -> Path:
     """`write` into a temporary file next to `path`, flush it to disk, then rename: readers never
     see half a file, and a run killed mid-write leaves only a `.NAME.*.tmp` behind."""
@@ -47,6 +54,7 @@ def _atomic_write(path: str | Path, mode: str, write: Callable[[IO[Any]], None])
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; results are shared like any file
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
