@@ -283,3 +283,17 @@ def test_cli_init_that_does_not_fit(tmp_path: Path) -> None:
     code, _, stderr = run_cli(["train", "resnet20", "--init", str(tmp_path / "a" / "model.pt"), "--epochs", "1",
                                "--out", str(tmp_path / "b")])
     assert code == 2 and "weights do not fit" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path) -> None:
+    """Results written through a temporary file are readable by others (not mkstemp's 0600)."""
+    import os
+
+    from xbarforge.train.modelio import atomic_save, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        for path in (atomic_write_text(tmp_path / "a.json", "{}"), atomic_save({"x": 1}, tmp_path / "b.pt")):
+            assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
