@@ -74,6 +74,8 @@ def test_bad_inputs_are_one_line(search_dir, supernet_dir, tmp_path):
     fails(["search", str(supernet_dir), "--space", "nax-resnet20", "--crossbars", "300",
                    "--out", str(tmp_path / "s3")], "is for 'mbv3-small'")
     fails(["search", "--resume", str(tmp_path / "nothing")], "no search there")
+    fails(["search", str(supernet_dir), "--predictor-samples", "8", "--out", str(tmp_path / "s4")],
+          "--predictor-samples: must be >= 10 (got 8)")  # a config check, named as the option
     fails(["supernet", "train", "nope", "--data", "digits", "--out", str(tmp_path / "n")],
           "unknown search space")
 

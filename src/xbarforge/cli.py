@@ -271,8 +271,26 @@ def resolve_model(text: str, input_shape: tuple[int, ...] | None) -> tuple[Any, 
 
 
 def _one_line(exc: BaseException) -> str:
+    if type(exc).__module__.startswith("pydantic"):  # a config built from arguments: name the option
+        return _validation_line(exc)
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _validation_line(exc: Any) -> str:
+    """pydantic's multi-line report as one line naming the command-line option: `--predictor-samples:
+    must be >= 10 (got 8)`."""
+    try:
+        err = exc.errors()[0]
+    except (AttributeError, IndexError, TypeError):
+        return " ".join(str(exc).split())
+    field = ".".join(str(part) for part in err.get("loc", ()) if not isinstance(part, int)) or "value"
+    option = f"--{field.replace('_', '-')}" if "." not in field else field
+    msg = str(err.get("msg", "invalid")).replace("Input should be ", "must be ")
+    msg = msg.replace("greater than or equal to ", ">= ").replace("less than or equal to ", "<= ")
+    more = len(exc.errors()) - 1
+    extra = f" (and {more} more)" if more > 0 else ""
+    return f"{option}: {msg} (got {err.get('input')!r}){extra}"
 
 
 def _console(quiet: bool = False) -> Console:
