@@ -260,3 +260,27 @@ def test_error_model_checks() -> None:
 
 def test_error_bad_source() -> None:
     assert "got int" in _error(load_hardware, 42)
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_presets_show_lists_every_constant_with_its_source(name: str) -> None:
+    from xbarforge.hardware.sources import constants
+
+    hw, rows = constants(name)
+    keys = [c.key for c in rows]
+    assert len(keys) == len(set(keys)) and "energy.adc_pj" in keys and "digital.vector_macs_per_ns" in keys
+    by_key = {c.key: c for c in rows}
+    assert by_key["energy.adc_pj"].value == hw.energy.adc_pj
+    # every number the preset sets comes with the comment that cites it
+    for c in rows:
+        if isinstance(c.value, int | float) and not isinstance(c.value, bool) and not c.source.startswith("schema"):
+            assert c.source, f"{name}: {c.key} has no source"
+
+
+def test_presets_show_command(tmp_path) -> None:
+    from cli_helpers import run_cli
+
+    code, out, _ = run_cli(["presets", "--show", "isaac"])
+    assert code == 0 and "energy.adc_pj" in out and "T6" in out
+    code, _, err = run_cli(["presets", "--show", "nope"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "unknown hardware preset 'nope'" in err

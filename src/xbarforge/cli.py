@@ -404,7 +404,10 @@ def _add_demo(sub: Any) -> None:
 
 def _add_presets(sub: Any) -> None:
     p = sub.add_parser("presets", help="list the bundled hardware presets",
-                       description="List the bundled hardware presets (use the name with --hw).")
+                       description="List the bundled hardware presets (use the name with --hw); --show NAME"
+                                   " prints every constant of one preset (or YAML file) with its source.")
+    p.add_argument("--show", metavar="PRESET_OR_YAML", default=None,
+                   help="every constant of this preset or YAML file, with the source its comment gives")
     p.set_defaults(handler=cmd_presets)
 
 
@@ -500,9 +503,21 @@ def _short_description(text: str) -> str:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    """`xbarforge presets`: name, crossbar, bits, budget, MVM latency, description."""
+    """`xbarforge presets`: name, crossbar, bits, budget, MVM latency, description; `--show NAME`:
+    every constant of one chip with its source."""
     from xbarforge.hardware import list_presets, load_hardware
     from xbarforge.report.table import list_table
+
+    if getattr(args, "show", None):
+        from xbarforge.hardware.sources import constants
+
+        hw, rows = constants(args.show)
+        _console().print(list_table(
+            f"{hw.name}: every constant and its source ({hw.mvm_ns:.3f} ns per MVM)",
+            ["key", "value", "source"],
+            [(c.key, str(c.value), c.source or "(no comment in the file)") for c in rows],
+        ))
+        return EXIT_OK
 
     rows = []
     for name in list_presets():
