@@ -23,3 +23,21 @@ def test_readme_compiler_figures_match_the_result_file():
     readme = (ROOT / "README.md").read_text()
     begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
     assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/compile_bench.py --readme"
+
+
+def test_readme_commands_create_every_run_folder_they_read():
+    """A README command that reads runs/NAME (or runs/NAME/...) comes with a README command that writes it
+    (`--out runs/NAME`), so following the README never hits a missing path."""
+    import re
+
+    lines, inside = [], False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif inside:
+            lines.append(line)
+    commands = " ".join(lines)
+    written = set(re.findall(r"--out (runs/[\w.-]+)", commands))
+    read = {m.split("/")[0] + "/" + m.split("/")[1] for m in re.findall(r"(?<![\w/-])(runs/[\w./-]+)", commands)}
+    missing = sorted(read - written)
+    assert not missing, f"README commands read {missing} but no README command writes them (--out)"
