@@ -41,3 +41,18 @@ def test_readme_commands_create_every_run_folder_they_read():
     read = {m.split("/")[0] + "/" + m.split("/")[1] for m in re.findall(r"(?<![\w/-])(runs/[\w./-]+)", commands)}
     missing = sorted(read - written)
     assert not missing, f"README commands read {missing} but no README command writes them (--out)"
+
+
+def test_user_guide_sample_output_is_what_the_tool_prints(monkeypatch, capsys):
+    """Every line of docs/user_guide.md's sample compile output (abridged) is a line the tool prints now."""
+    from xbarforge.cli import main
+
+    guide = (ROOT / "docs" / "user_guide.md").read_text()
+    command = "$ xbarforge compile squeezenet1_1 --input 3x64x64 --hw rnc-paper --crossbars 80 --samples 1,8,64"
+    start = guide.index(command) + len(command)
+    shown = [line.rstrip() for line in guide[start:guide.index("```", start)].splitlines()]
+    monkeypatch.setenv("COLUMNS", "130")
+    assert main(command.split()[2:]) == 0
+    printed = {line.rstrip() for line in capsys.readouterr().out.splitlines()}
+    stale = [line for line in shown if line.strip() and line.strip() != "..." and line not in printed]
+    assert not stale, f"docs/user_guide.md sample output is stale: {stale[:3]}"
