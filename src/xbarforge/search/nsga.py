@@ -33,9 +33,9 @@ from pymoo.core.sampling import Sampling
 from pymoo.core.termination import NoTermination
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from xbarforge.errors import XbarforgeError
+from xbarforge.report.progress import Tracker
 from xbarforge.search.backends import Backend, LocalBackend
 
 STATE_FILE = "state.json"
@@ -321,12 +321,9 @@ def _check_genome(genome: Sequence[int], cards: Sequence[int], what: str) -> tup
     return g
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("nsga2 generation"), BarColumn(bar_width=30), MofNCompleteColumn(),
-        TextColumn("evaluated {task.fields[evaluated]}  front {task.fields[front]}"), TimeElapsedColumn(),
-        disable=not enabled, transient=False,
-    )
+def _progress(enabled: bool, total: int) -> Tracker:
+    return Tracker("nsga2 generation", total, enabled=enabled,
+                   describe=lambda f: f"evaluated {f['evaluated']}  front {f['front']}", evaluated=0, front=0)
 
 
 def run_nsga2(cardinalities: Sequence[int], evaluate: Callable[[list[int]], Evaluated],
@@ -425,8 +422,7 @@ def run_nsga2(cardinalities: Sequence[int], evaluate: Callable[[list[int]], Eval
         if saved_done == 0:
             save_state()  # so even a run killed in generation 0 resumes with its settings checked
     try:
-        with _progress(progress) as bar:
-            task = bar.add_task("nsga2", total=target, completed=0, evaluated=0, front=0)
+        with _progress(progress, target) as bar:
             gen = 0
             while gen < target and not (exhausted and gen >= saved_done):
                 pop = alg.ask()
@@ -479,7 +475,7 @@ def run_nsga2(cardinalities: Sequence[int], evaluate: Callable[[list[int]], Eval
                     salvage.clear()  # only the generation whose state was never saved can use it
                 if log is not None and not replaying:
                     save_state()
-                bar.update(task, completed=gen, evaluated=len(cache), front=len(front))
+                bar.update(completed=gen, evaluated=len(cache), front=len(front))
     finally:
         if log is not None:
             log.close()

@@ -32,6 +32,7 @@ from xbarforge.data import DataBundle
 from xbarforge.data.bundle import Split
 from xbarforge.errors import XbarforgeError
 from xbarforge.report.jsonio import dumps
+from xbarforge.report.progress import Tracker
 from xbarforge.search.space import Arch, SearchSpace
 from xbarforge.train.loop import (
     DIV_FACTOR,
@@ -39,7 +40,6 @@ from xbarforge.train.loop import (
     PCT_START,
     _epoch_generator,
     _param_groups,
-    _progress,
     _rng_state,
     _set_rng_state,
     auto_batch_size,
@@ -145,11 +145,8 @@ def train_supernet(
         gen = _epoch_generator(seed, epoch)
         rng = np.random.default_rng([seed, epoch])
         loss_sum, seen = 0.0, 0
-        bar = _progress(console) if progress else None
-        task = bar.add_task("supernet", total=steps, epoch=f"{epoch + 1}/{epochs}", loss=0.0, acc=0.0,
-                            val="") if bar else None
-        if bar:
-            bar.start()
+        bar = Tracker(f"supernet epoch {epoch + 1}/{epochs}", steps, console=console, enabled=progress,
+                      describe=lambda f: f"loss {f['loss']:.3f}", loss=0.0).start()
         for step, (xb, yb) in enumerate(data.batches("train", batch_size, shuffle=True, augment=data.augment,
                                                      generator=gen, device=dev, drop_last=n_train >= batch_size,
                                                      channels_last=True)):
@@ -170,10 +167,8 @@ def train_supernet(
             if not math.isfinite(loss_sum):
                 raise XbarforgeError(f"supernet training diverged in epoch {epoch + 1}, step {step + 1};"
                                      " lower the learning rate")
-            if bar and task is not None:
-                bar.update(task, completed=step + 1, loss=loss_sum / seen)
-        if bar:
-            bar.stop()
+            bar.update(completed=step + 1, loss=loss_sum / seen)
+        bar.stop()
         train_s = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss_largest": loss_sum / max(seen, 1), "train_time_s": train_s,
                   "lr": sched.get_last_lr()[0]}

@@ -196,11 +196,10 @@ def _mapping(args: argparse.Namespace, model: Any, hw: Any, shape: tuple[int, ..
     return compile_graph(capture(model, shape), hw, crossbars=args.crossbars, samples=[1])
 
 
-def _progress(total: int, quiet: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress(label: str, total: int, quiet: bool) -> Any:
+    from xbarforge.report.progress import Tracker
 
-    return Progress(TextColumn("chips"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    disable=quiet, transient=True)
+    return Tracker(label, total, enabled=not quiet, transient=True)
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -262,11 +261,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     console = _console(args.quiet)
     model, meta, hw, data, x, y, calib = _load(args)
     mapping = _mapping(args, model, hw, tuple(x.shape[1:]))
-    with _progress(args.chips, args.quiet) as bar:
-        task = bar.add_task("chips", total=args.chips)
+    with _progress("simulate: chips", args.chips, args.quiet) as bar:
         report = simulate_accuracy(model, hw, x, y, calibration=calib, chips=args.chips, mode=args.mode,
                                    seed=args.seed, mapping=mapping, batch_size=args.batch_size,
-                                   progress=lambda n: bar.advance(task, n))
+                                   progress=lambda n: bar.update(advance=n))
     _write(args, [report], _extra(args, meta, data, hw, calib))
     if not args.quiet:
         _table([report], console, [])
@@ -288,10 +286,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.crossbars is not None:
         raise XbarforgeError("--crossbars is not supported by sweep (each point is placed isaac-like)")
     start = time.perf_counter()
-    with _progress(grid_size(vary) * args.chips, args.quiet) as bar:
-        task = bar.add_task("chips", total=grid_size(vary) * args.chips)
+    points = grid_size(vary)
+    with _progress(f"sweep: {points} points x {args.chips} chips", points * args.chips, args.quiet) as bar:
         reports = sweep(model, hw, x, y, vary, calibration=calib, chips=args.chips, mode=args.mode, seed=args.seed,
-                        batch_size=args.batch_size, progress=lambda n: bar.advance(task, n))
+                        batch_size=args.batch_size, progress=lambda n: bar.update(advance=n))
     extra = _extra(args, meta, data, hw, calib)
     extra.update(vary=vary, seconds=time.perf_counter() - start)
     _write(args, reports, extra)

@@ -19,6 +19,7 @@ import numpy as np
 
 from xbarforge.errors import XbarforgeError
 from xbarforge.quant.problem import Evaluation, Problem
+from xbarforge.report.progress import Tracker
 from xbarforge.train.modelio import atomic_save, safe_load
 
 Callback = Callable[[dict[str, Any]], None]
@@ -170,34 +171,24 @@ def check_config(saved: Mapping[str, Any], current: Mapping[str, Any], path: Pat
 
 
 class Progress:
-    """A rich progress bar over episodes that shows the best reward (or nothing when disabled)."""
+    """Progress over episodes that shows the best reward (a bar on a terminal, plain lines
+    elsewhere; nothing when disabled)."""
 
     def __init__(self, enabled: bool, total: int, done: int, label: str, best: float) -> None:
-        self._bar: Any = None
-        self._task: Any = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(TextColumn(label), BarColumn(bar_width=30), MofNCompleteColumn(),
-                                     TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
-                                     TimeRemainingColumn(), transient=False)
-            self._task = self._bar.add_task(label, total=total, completed=done, best=self._fmt(best))
+        self._tracker = Tracker(label, total, enabled=bool(enabled), completed=done,
+                                describe=lambda f: f"best {self._fmt(f['best'])}", best=best)
 
     @staticmethod
     def _fmt(best: float) -> str:
         return "-" if not math.isfinite(best) else f"{best:.4f}"
 
     def __enter__(self) -> Progress:
-        if self._bar is not None:
-            self._bar.start()
+        self._tracker.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._bar is not None:
-            self._bar.stop()
+        self._tracker.stop()
 
     def advance(self, best: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, best=self._fmt(best))
+        self._tracker.update(advance=1, best=best)
