@@ -438,3 +438,17 @@ def test_real_cifar10_jpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     start = time.perf_counter()
     load_dataset("cifar10", SHARED_CIFAR)
     assert time.perf_counter() - start < 5  # the second load comes from the cache
+
+
+def test_limited_bundle_draws_a_seeded_random_subset_of_every_split() -> None:
+    from xbarforge.data import load_dataset
+
+    data = load_dataset("digits")
+    small = data.limited(50)
+    assert (len(small.train), len(small.val), len(small.test)) == (50, min(50, len(data.val)), 50)
+    assert len(set(small.train.y.tolist())) == 10  # a random draw keeps every class (the first 50 would not)
+    again = data.limited(50)
+    assert torch.equal(small.train.x, again.train.x) and small.mean == data.mean
+    assert data.limited(None) is data and data.limited(10**9).train is data.train
+    with pytest.raises(DataError):
+        data.limited(0)

@@ -57,7 +57,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="NAME", help="dataset (default: the source model's)")
     p.add_argument("--data-root", metavar="DIR", help="dataset folder (default: the source model's)")
     p.add_argument("--limit", type=positive_int, metavar="N",
-                   help="evaluate on N images drawn at random (seed 0) from the split")
+                   help="N images drawn at random (seed 0): the split evaluated, and for `basis train` at most N"
+                        " images of each split trained and validated on")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or tables")
 
 
@@ -250,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     console = _console(args.quiet)
     run = load_run(args.run, device="cpu")
-    data = model_dataset(run.source["meta"], args.data, args.data_root, args.run)
+    data = model_dataset(run.source["meta"], args.data, args.data_root, args.run).limited(args.limit)
     coeff_epochs = 2 if args.coeff_epochs is None else args.coeff_epochs
     record = train_run(run, data, args.run, epochs=args.epochs, coeff_epochs=coeff_epochs, lr=args.lr,
                        coeff_lr=args.coeff_lr, seed=args.seed, batch_size=args.batch_size,

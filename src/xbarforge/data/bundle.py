@@ -103,6 +103,26 @@ class DataBundle:
             res = None
         return dataclasses.replace(self, resolution=res)
 
+    def limited(self, limit: int | None, seed: int = 0) -> DataBundle:
+        """At most `limit` images of each split, drawn at random (seeded) and kept in their order.
+
+        For quick runs (`--limit`): the splits are stored class by class, so a random draw, not the
+        first N, keeps every class in. Normalization statistics stay those of the whole train split.
+        """
+        if limit is None:
+            return self
+        if limit < 1:
+            raise DataError(f"limit must be at least 1, got {limit}")
+        gen = torch.Generator().manual_seed(int(seed))
+
+        def cut(part: Split) -> Split:
+            if len(part) <= limit:
+                return part
+            idx = torch.randperm(len(part), generator=gen)[:limit].sort().values
+            return Split(part.x[idx], part.y[idx])
+
+        return dataclasses.replace(self, train=cut(self.train), val=cut(self.val), test=cut(self.test))
+
     def batches(self, split: str, batch_size: int, **kwargs: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """`xbarforge.data.batches` over split `split`, with this bundle's normalization and resolution."""
         from xbarforge.data.batching import batches

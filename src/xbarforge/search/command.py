@@ -38,6 +38,8 @@ def add_supernet_command(sub: Any) -> None:
     t.add_argument("--random-subnets", type=int, default=2, help="random sub-nets per step (default: 2)")
     t.add_argument("--init", metavar="MODEL.pt", help="start from a trained model (nax-resnet20: a ResNet-20)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--limit", type=positive_int, metavar="N",
+                   help="at most N images of each split, drawn at random (seed 0): a quick run")
     t.add_argument("--out", required=True, metavar="DIR", help="output folder")
     t.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoint.pt exists")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -52,7 +54,7 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.resolution is not None:
         kwargs["resolution"] = args.resolution
-    data = load_dataset(args.data, args.data_root, resolution=args.resolution, seed=args.seed)
+    data = load_dataset(args.data, args.data_root, resolution=args.resolution, seed=args.seed).limited(args.limit)
     space = create_space(args.space, num_classes=data.num_classes, in_channels=data.input_shape[0], **kwargs)
     if tuple(data.input_shape) != tuple(space.input_shape):
         data = data.with_resolution(space.input_shape[1:])
@@ -209,6 +211,8 @@ def add_finetune_command(sub: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=0.01, help="peak learning rate (default: 0.01)")
     p.add_argument("--data-root", metavar="DIR", help="dataset location (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="at most N images of each split, drawn at random (seed 0): a quick run")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--quiet", "-q", action="store_true")
     p.set_defaults(handler=cmd_finetune)
@@ -220,7 +224,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from xbarforge.train.modelio import load_model
 
     model, meta = load_model(args.model)
-    data = model_dataset(meta, None, args.data_root, args.model)
+    data = model_dataset(meta, None, args.data_root, args.model).limited(args.limit)
     keep = {k: meta[k] for k in ("picked", "search", "hardware", "mapping_file") if k in meta}
     result = train(model, data, epochs=args.epochs, lr=args.lr, seed=args.seed, out_dir=args.out,
                    progress=not args.quiet, arch=meta.get("arch"), meta={"finetuned_from": str(args.model), **keep})
