@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -236,7 +237,8 @@ def test_plot_occupancy_by_round(rounds: Mapping, tmp_path: Path, monkeypatch: p
     assert "round 1:" in titles[0] and "round 2:" in titles[0]
 
 
-def test_plot_occupancy_limits_the_crossbars_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plot_occupancy_draws_every_crossbar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond MAX_CROSSBARS every crossbar is one pixel: all are drawn, the legend names drawn layers only."""
     blocks = [
         PlacedBlock(layer=f"layer{i % 7}", copy=0, group0=0, group1=1, row0=0, row1=64, col0=0, col1=32,
                     crossbar=i, row_offset=0, col_offset=0, height=64, width=32, weights=64 * 32)
@@ -246,7 +248,14 @@ def test_plot_occupancy_limits_the_crossbars_drawn(tmp_path: Path, monkeypatch: 
                       crossbar_cols=128, crossbars_budget=None, layers=[], placed=blocks, crossbars_used=300)
     titles = _titles(monkeypatch)
     assert _is_png(plots.plot_occupancy(mapping, tmp_path / "occ.png"))
-    assert f"first {plots.MAX_CROSSBARS} of 300 crossbars" in titles[0]
+    assert "all 300 crossbars" in titles[0] and "one pixel each" in titles[0] and "first" not in titles[0]
+    images: list = []
+    real_imshow = plt.Axes.imshow
+    monkeypatch.setattr(plt.Axes, "imshow", lambda ax, img, **kw: images.append(img) or real_imshow(ax, img, **kw))
+    plots.plot_occupancy(mapping, tmp_path / "occ2.png")
+    grid = images[0]
+    drawn = int((abs(grid - 0.95).sum(axis=-1) > 1e-9).sum())  # pixels that are not the empty background
+    assert drawn == 300
 
 
 def test_short_names_for_onnx_layers() -> None:

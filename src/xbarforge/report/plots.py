@@ -2,8 +2,9 @@
 
 * `plot_occupancy(mapping, path)`: one square per crossbar, every placed block drawn at its row
   and column offsets and coloured by layer (legend: the layers holding the most cells). Models
-  mapped in reprogramming rounds get one panel per round. At most `MAX_CROSSBARS` crossbars are
-  drawn; the title says when the picture shows only the first ones.
+  mapped in reprogramming rounds get one panel per round. Beyond `MAX_CROSSBARS` crossbars the
+  blocks would be too small to see, so every crossbar becomes one pixel instead: the colour of the
+  layer holding most of its cells, paler the emptier it is; all crossbars are drawn either way.
 * `plot_layers(report, path)`: per-layer utilization as bars and per-layer time (log scale) on a
   second axis, from the report dict of `xbarforge.compile`.
 """
@@ -64,6 +65,8 @@ def plot_occupancy(mapping: Any, path: str | Path, max_crossbars: int = MAX_CROS
     rounds_all = sorted(by_round) or [0]
     total_xbars = sum(len(x) for x in by_round.values())
     rounds = rounds_all[:MAX_ROUND_PANELS]
+    if total_xbars > max_crossbars:
+        return _plot_occupancy_pixels(mapping, path, by_round, rounds_all, names, colors)
     per_panel = max(1, max_crossbars // len(rounds))
     panels = []
     for r in rounds:
@@ -136,6 +139,59 @@ def plot_occupancy(mapping: Any, path: str | Path, max_crossbars: int = MAX_CROS
                title="largest layers (cells)", title_fontsize=8, frameon=False)
     out = Path(path)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _plot_occupancy_pixels(mapping: Any, path: str | Path, by_round: dict[int, dict[int, list[Any]]],
+                           rounds_all: list[int], names: list[str], colors: dict[str, Any]) -> Path:
+    """Every crossbar as one pixel: the colour of the layer with most cells on it, paler when emptier."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    cells = mapping.crossbar_rows * mapping.crossbar_cols
+    rounds = rounds_all[:MAX_ROUND_PANELS]
+    n_max = max(len(by_round[r]) for r in rounds)
+    grid_cols = max(1, math.ceil(math.sqrt(n_max * 1.6)))
+    grid_rows = max(1, math.ceil(n_max / grid_cols))
+    cells_by_layer: dict[str, int] = defaultdict(int)
+    legend_w = 2.8
+    panel_w = min(9.0, max(3.0, grid_cols / 40))
+    fig_w = panel_w * len(rounds) + legend_w + 0.6
+    fig_h = max(3.5, panel_w * grid_rows / grid_cols + 1.0)
+    fig, axes = plt.subplots(1, len(rounds), figsize=(fig_w, fig_h), squeeze=False)
+    fig.subplots_adjust(left=0.2 / fig_w, right=1 - (legend_w + 0.2) / fig_w, bottom=0.25 / fig_h,
+                        top=1 - 0.8 / fig_h)
+    for ax, r in zip(axes[0], rounds, strict=True):
+        image = np.full((grid_rows * grid_cols, 3), 0.95)
+        for i, xb in enumerate(sorted(by_round[r])):
+            held: dict[str, int] = defaultdict(int)
+            for b in by_round[r][xb]:
+                held[b.layer] += b.weights
+                cells_by_layer[b.layer] += b.weights
+            top = max(held, key=held.__getitem__)
+            fill = min(1.0, sum(held.values()) / cells)
+            image[i] = fill * np.array(to_rgb(colors[top])) + (1 - fill) * 0.95  # blend towards white
+        ax.imshow(image.reshape(grid_rows, grid_cols, 3), interpolation="nearest", aspect="equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if len(rounds_all) > 1:
+            ax.set_title(f"round {r + 1}: {len(by_round[r])} crossbars", fontsize=9)
+    used = getattr(mapping, "crossbars_used", sum(len(x) for x in by_round.values()))
+    title = (f"{mapping.model}: crossbar occupancy, all {used} crossbars of {mapping.crossbar_rows}x"
+             f"{mapping.crossbar_cols}, one pixel each\n(colour: the layer holding most of its cells; paler: emptier)")
+    if len(rounds) < len(rounds_all):
+        title += f"; first {len(rounds)} of {len(rounds_all)} reprogramming rounds"
+    fig.suptitle(title, fontsize=10)
+    largest = sorted(cells_by_layer, key=lambda n: -cells_by_layer[n])[:MAX_LEGEND]
+    handles = [Patch(facecolor=colors[n], label=n) for n in sorted(largest, key=names.index)]
+    if len(cells_by_layer) > len(largest):
+        handles.append(Patch(facecolor="none", edgecolor="none",
+                             label=f"(+{len(cells_by_layer) - len(largest)} smaller layers)"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_w / fig_w, 0.5), fontsize=7,
+               title="largest layers (cells)", title_fontsize=8, frameon=False)
+    out = Path(path)
+    fig.savefig(out, dpi=150)
     plt.close(fig)
     return out
 
