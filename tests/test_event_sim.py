@@ -30,7 +30,8 @@ import functools
 import pytest
 
 from xbarforge.compiler.compile import compile_graph, isaac_like, min_crossbars
-from xbarforge.compiler.mapping import TICKS_PER_CYCLE, Mapping
+from xbarforge.compiler.digital import TICKS_PER_CYCLE
+from xbarforge.compiler.mapping import Mapping
 from xbarforge.cost.event_sim import SimResult, check, simulate
 from xbarforge.cost.latency import mapping_timing
 from xbarforge.graph.capture import capture

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbarforge.compiler.compile import compile_graph, isaac_like, min_crossbars
+from xbarforge.compiler.digital import TICKS_PER_CYCLE
 from xbarforge.compiler.execute import execute_model, reference_forward
-from xbarforge.compiler.mapping import TICKS_PER_CYCLE, Mapping
+from xbarforge.compiler.mapping import Mapping
 from xbarforge.cost.digital import DigitalWork, digital_work, stage_cost
 from xbarforge.cost.event_sim import check
 from xbarforge.cost.model import evaluate, report

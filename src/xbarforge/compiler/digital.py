@@ -10,13 +10,40 @@ needs no crossbars of the budget); the cost model adds the stages (`cost.latency
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
-from xbarforge.compiler.mapping import TICKS_PER_CYCLE, DigitalStage
 from xbarforge.cost.digital import digital_work, stage_cost
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
 
 _CACHE_KEY = "_digital_stages"
+
+# The latency model counts whole time units. A digital stage can take a small part of an MVM, so a
+# mapping with digital stages is timed in ticks of mvm_ns / TICKS_PER_CYCLE (a stage is rounded up
+# to a tick, not to an MVM); MVM layers take exactly TICKS_PER_CYCLE ticks per cycle.
+TICKS_PER_CYCLE = 64
+
+
+@dataclass
+class DigitalStage:
+    """A layer with no weights that costs time on the chip (attention's products, softmax, layer
+    norm, GELU, reductions; see `cost.digital`): a pipeline stage on the vector unit, or on
+    crossbars written at run time (`unit`). All stages on one unit share it, like layers sharing a
+    crossbar. `preds` are the MVM layers and stages it reads from (through free ops), `feeds` the
+    MVM layers reading it, `after` the MVM layer it follows in the graph's order (None: first)."""
+
+    name: str
+    kind: str
+    describe: str
+    unit: str  # "vector" or "crossbar"
+    ticks: int  # ceil(time_ns / (mvm_ns / TICKS_PER_CYCLE))
+    time_ns: float
+    energy_pj: dict[str, float]
+    preds: list[str] = field(default_factory=list)
+    feeds: list[str] = field(default_factory=list)
+    after: str | None = None
+    runtime_crossbars: int = 0
+    macs: int = 0
 
 
 def digital_stages(graph: LayerGraph, hw: HardwareSpec) -> list[DigitalStage]:

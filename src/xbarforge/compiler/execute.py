@@ -33,16 +33,18 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
+
+if TYPE_CHECKING:  # annotations only: Mapping.execute imports this module, so no import back at run time
+    from xbarforge.compiler.mapping import LayerPlan, Mapping, PlacedBlock
 
 __all__ = [
     "CrossbarKey",

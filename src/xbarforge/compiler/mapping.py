@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from xbarforge.compiler.digital import DigitalStage, digital_stages
 from xbarforge.compiler.lower import BlockClass, BlockShape, Form, LoweredLayer, _classes, copy_blocks
 
 
@@ -160,34 +161,6 @@ class LayerPlan:
             groups=layer.groups, tau=low.tau(copies), preds=list(preds or []),
             out_elems=math.prod(layer.out_shape), row_cuts=low.row_cuts, col_cuts=low.col_cuts,
         )
-
-
-# The latency model counts whole time units. A digital stage can take a small part of an MVM, so a
-# mapping with digital stages is timed in ticks of mvm_ns / TICKS_PER_CYCLE (a stage is rounded up
-# to a tick, not to an MVM); MVM layers take exactly TICKS_PER_CYCLE ticks per cycle.
-TICKS_PER_CYCLE = 64
-
-
-@dataclass
-class DigitalStage:
-    """A layer with no weights that costs time on the chip (attention's products, softmax, layer
-    norm, GELU, reductions; see `cost.digital`): a pipeline stage on the vector unit, or on
-    crossbars written at run time (`unit`). All stages on one unit share it, like layers sharing a
-    crossbar. `preds` are the MVM layers and stages it reads from (through free ops), `feeds` the
-    MVM layers reading it, `after` the MVM layer it follows in the graph's order (None: first)."""
-
-    name: str
-    kind: str
-    describe: str
-    unit: str  # "vector" or "crossbar"
-    ticks: int  # ceil(time_ns / (mvm_ns / TICKS_PER_CYCLE))
-    time_ns: float
-    energy_pj: dict[str, float]
-    preds: list[str] = field(default_factory=list)
-    feeds: list[str] = field(default_factory=list)
-    after: str | None = None
-    runtime_crossbars: int = 0
-    macs: int = 0
 
 
 @dataclass
@@ -333,8 +306,6 @@ def new_mapping(graph: Any, hw: Any, plans: list[LayerPlan], placed: list[Placed
                 crossbars: int, budget: int | None, schedule: str, objective: str, seed: int, rounds: int = 1,
                 fewest: int | None = None) -> Mapping:
     """A Mapping of `graph` (a LayerGraph) on `hw` (a HardwareSpec): the fields every compiler path fills alike."""
-    from xbarforge.compiler.digital import digital_stages  # it reads cost.digital, which the compiler sits on
-
     return Mapping(
         model=graph.name, input_shape=tuple(graph.input_shape), hardware=hw.name,
         crossbar_rows=hw.crossbar.rows, crossbar_cols=hw.crossbar.cols, crossbars_budget=budget,

@@ -30,7 +30,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from xbarforge.compiler.mapping import TICKS_PER_CYCLE, Mapping
+from xbarforge.compiler.digital import TICKS_PER_CYCLE
+from xbarforge.compiler.mapping import Mapping
 from xbarforge.compiler.pack import windows_overlap
 
 PERIOD_STRETCH = (1.1, 1.25, 1.5, 2.0)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from xbarforge.compiler.mapping import TICKS_PER_CYCLE, Mapping, shared_weights
+from xbarforge.compiler.digital import TICKS_PER_CYCLE
+from xbarforge.compiler.mapping import Mapping, shared_weights
 from xbarforge.cost.area import chip_area_mm2, digital_area_mm2
 from xbarforge.cost.bounds import period_lower_bound
 from xbarforge.cost.energy import mapping_energy

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from xbarforge.data.bundle import Split, as_resolution
 from xbarforge.data.errors import DataError
+from xbarforge.data.split import Split, as_resolution
 
 
 def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
