@@ -199,13 +199,10 @@ def control_section(model: str, model_file: Path, args: argparse.Namespace) -> d
 
 
 def data_tensors(model_file: Path, limit: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from xbarforge.sim.command import _evaluation_data
+    from xbarforge.data.from_model import evaluation_tensors, model_dataset
 
     _, meta = load_model(model_file, device="cpu")
-    ns = argparse.Namespace(model=str(model_file), data=None, data_root=None, split=split, limit=limit,
-                            calibration=256)
-    _, x, y, calib = _evaluation_data(ns, meta)
-    return x, y, calib
+    return evaluation_tensors(model_dataset(meta, None, None, str(model_file)), split, limit, 256)
 
 
 def sim_section(model: str, model_file: Path, run_dir: Path, chips: int, limit: int) -> dict[str, Any]:

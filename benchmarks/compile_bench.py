@@ -60,7 +60,7 @@ from xbarforge.cost.latency import mapping_timing
 from xbarforge.cost.model import evaluate
 from xbarforge.graph.capture import capture
 from xbarforge.hardware import load_hardware
-from xbarforge.search.space import create_space
+from xbarforge.search.registry import create_space
 from xbarforge.zoo import create_model, default_input_shape, list_models
 
 RESULTS = Path(__file__).parent / "results" / "compile_bench.json"

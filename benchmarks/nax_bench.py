@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from xbarforge.report.jsonio import read_json, write_json
+from xbarforge.train.modelio import read_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "nax_bench.json"
@@ -64,9 +65,8 @@ def load() -> dict[str, Any]:
 
 def section_supernet(epochs: int, fresh: bool) -> dict[str, Any]:
     from xbarforge.data import load_dataset
-    from xbarforge.search.space import create_space
+    from xbarforge.search.registry import create_space
     from xbarforge.search.supernet import train_supernet
-    from xbarforge.train.modelio import read_model_file
 
     if fresh and SUPERNET.exists():
         shutil.rmtree(SUPERNET)
@@ -76,7 +76,7 @@ def section_supernet(epochs: int, fresh: bool) -> dict[str, Any]:
     space = create_space("nax-resnet20")
     t0 = time.perf_counter()
     res = train_supernet(space, data, epochs=epochs, out_dir=SUPERNET, lr=0.02, random_subnets=1,
-                         init=space.init_from(R20), progress=False)
+                         init=space.init_from(read_model_file(R20)["state_dict"], R20), progress=False)
     return {"epochs": epochs, "lr": 0.02, "random_subnets": 1, "minutes": (time.perf_counter() - t0) / 60,
             "history": res.history}
 

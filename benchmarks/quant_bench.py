@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from xbarforge.compiler.pools import assign_pools
+from xbarforge.data.from_model import model_dataset
 from xbarforge.graph import capture
 from xbarforge.hardware import load_hardware
 from xbarforge.quant.config import QuantConfig
@@ -43,7 +44,6 @@ from xbarforge.quant.env import BudgetTooSmall
 from xbarforge.quant.finetune import finetune
 from xbarforge.quant.pipeline import quantize
 from xbarforge.quant.space import QuantSpace
-from xbarforge.sim.command import model_dataset
 from xbarforge.train import load_model, read_model_file
 
 ROOT = Path(__file__).resolve().parents[1]

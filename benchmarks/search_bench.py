@@ -42,7 +42,7 @@ from xbarforge.cost.model import evaluate
 from xbarforge.hardware import load_hardware
 from xbarforge.report.jsonio import read_json, write_json
 from xbarforge.search.evaluate import HardwareObjectives
-from xbarforge.search.space import create_space
+from xbarforge.search.registry import create_space
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "search_bench.json"

@@ -29,12 +29,12 @@ from xbarforge.basis import (
 )
 from xbarforge.basis.fit import quantized_coefficients
 from xbarforge.basis.run import BASIS_FILE, SUMMARY_FILE
-from xbarforge.cli import load_factory
 from xbarforge.data import DataBundle, load_dataset
 from xbarforge.errors import XbarforgeError
 from xbarforge.graph.capture import capture
 from xbarforge.hardware import load_hardware, override
 from xbarforge.hardware.spec import HardwareSpec
+from xbarforge.model_spec import load_factory
 from xbarforge.train import save_model, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,8 +9,9 @@ from torch import nn
 
 from xbarforge.errors import XbarforgeError
 from xbarforge.graph.capture import capture
-from xbarforge.search.space import SpaceError, create_space
-from xbarforge.train.modelio import save_model
+from xbarforge.search.registry import create_space
+from xbarforge.search.space import SpaceError
+from xbarforge.train.modelio import read_model_file, save_model
 from xbarforge.zoo import create_model
 
 
@@ -71,7 +72,7 @@ def test_init_from_a_trained_resnet20(tmp_path, space):
             m.running_mean.uniform_(-0.3, 0.3)
     path = save_model(tmp_path / "r20.pt", r20, arch={"zoo": "resnet20", "kwargs": {}})
     net = space.supernet()
-    space.init_from(path)(net)
+    space.init_from(read_model_file(path)["state_dict"], path)(net)
     net.eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -82,7 +83,7 @@ def test_init_from_a_trained_resnet20(tmp_path, space):
         assert torch.allclose(net(x), ref, atol=1e-5)
     other = save_model(tmp_path / "r32.pt", create_model("resnet32"), arch={"zoo": "resnet32", "kwargs": {}})
     with pytest.raises(XbarforgeError, match="not a ResNet-20 \\(has 'layer1.3"):
-        space.init_from(other)(space.supernet())
+        space.init_from(read_model_file(other)["state_dict"], other)(space.supernet())
 
 
 def test_baselines_and_bad_sizes(space):

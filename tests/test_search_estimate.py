@@ -11,7 +11,7 @@ from xbarforge.cost.latency import pipeline_cycles, round_timing
 from xbarforge.cost.model import evaluate
 from xbarforge.hardware import load_hardware
 from xbarforge.search.evaluate import CandidateEvaluator, Constraints, HardwareObjectives, parse_objectives
-from xbarforge.search.space import create_space
+from xbarforge.search.registry import create_space
 
 
 @pytest.fixture(scope="module")

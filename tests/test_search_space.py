@@ -9,7 +9,8 @@ from torch import nn
 
 from xbarforge.graph.capture import capture
 from xbarforge.search.mbv3 import BLOCK_CHOICES, MBV3Space, stage_blocks
-from xbarforge.search.space import SpaceError, create_space, declare_space, list_spaces
+from xbarforge.search.registry import create_space, list_spaces
+from xbarforge.search.space import SpaceError, declare_space
 
 
 def _mvm(graph):

@@ -11,7 +11,8 @@ import torch
 from xbarforge.data import load_dataset
 from xbarforge.errors import XbarforgeError
 from xbarforge.search.predictor import AccuracyPredictor, arch_features
-from xbarforge.search.space import create_space, declare_space
+from xbarforge.search.registry import create_space
+from xbarforge.search.space import declare_space
 from xbarforge.search.supernet import head, load_supernet, recalibrate_bn, subnet_accuracy, train_supernet
 
 
@@ -40,7 +41,7 @@ def test_train_resume_equals_uninterrupted(tmp_path, digits, space, one_thread):
     import xbarforge.search.supernet as sn
 
     calls = {"n": 0}
-    orig = sn._epoch_generator
+    orig = sn.epoch_generator
 
     def stop_after_one(seed, epoch):
         calls["n"] += 1
@@ -48,12 +49,12 @@ def test_train_resume_equals_uninterrupted(tmp_path, digits, space, one_thread):
             raise KeyboardInterrupt
         return orig(seed, epoch)
 
-    sn._epoch_generator = stop_after_one
+    sn.epoch_generator = stop_after_one
     try:
         with pytest.raises(KeyboardInterrupt):
             train_supernet(space, digits, out_dir=part, **kw)
     finally:
-        sn._epoch_generator = orig
+        sn.epoch_generator = orig
     resumed = train_supernet(space, digits, out_dir=part, **kw)
     assert len(resumed.history) == 2
     for (k, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values(), strict=True):

@@ -123,7 +123,7 @@ def test_save_load_zoo_model(tmp_path: Path) -> None:
 
 
 def test_save_load_factory_model(tmp_path: Path) -> None:
-    from xbarforge.cli import load_factory
+    from xbarforge.model_spec import load_factory
 
     (tmp_path / "net.py").write_text(FACTORY_SRC)
     spec = f"{tmp_path / 'net.py'}:build"

@@ -23,7 +23,7 @@ from torch import nn
 from xbarforge.basis.layout import BasisError
 from xbarforge.basis.model import BasisNetwork
 from xbarforge.compiler.compile import isaac_like
-from xbarforge.compiler.execute import LayerInterpreter, _unfold
+from xbarforge.compiler.execute import LayerInterpreter, unfold_input
 from xbarforge.graph import capture
 from xbarforge.graph.layer_graph import Layer
 from xbarforge.hardware.spec import HardwareSpec
@@ -103,7 +103,7 @@ class BasisChip:
     def _segments(self, layer: Layer, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Layer input -> (pixels, conv_groups, segments, R) segment inputs and the fold-back function."""
         seg = self.layout.layer(layer.name)
-        xg, fold = _unfold(layer, x)  # (G, pixels, rows)
+        xg, fold = unfold_input(layer, x)  # (G, pixels, rows)
         pad = seg.segments * self.layout.rows - seg.rows
         xg = torch.nn.functional.pad(xg.permute(1, 0, 2), (0, pad)) if pad else xg.permute(1, 0, 2)
         return xg.reshape(xg.shape[0], seg.conv_groups, seg.segments, self.layout.rows), fold

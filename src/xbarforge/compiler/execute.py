@@ -298,7 +298,7 @@ def program_crossbars(mapping: Mapping, graph: LayerGraph, hw: HardwareSpec) -> 
 # ------------------------------------------------------------------------------------------------
 
 
-def _unfold(layer: Layer, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+def unfold_input(layer: Layer, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
     """Input -> (G, M, rows_g) row vectors per group, and a function folding (M, C_out) back."""
     if layer.kind == "linear":
         lead = x.shape[:-1]
@@ -416,7 +416,7 @@ def execute_layer(
     _, scale = quantize_weight(layer.weight, hw)  # type: ignore[arg-type]
     coef = slice_coefficients(hw)
     offset = float(2 ** (hw.precision.weight_bits - 1)) if hw.crossbar.encoding == "offset" else 0.0
-    xg, fold = _unfold(layer, x.to(torch.float64))
+    xg, fold = unfold_input(layer, x.to(torch.float64))
     cog = layer.cols_per_group
     acc = torch.zeros(layer.groups, xg.shape[1], cog, dtype=torch.float64)
     cpw = hw.cols_per_weight

@@ -14,8 +14,7 @@ from xbarforge.data.cifar import LAYOUTS, find_cifar_batches, load_cifar_batches
 from xbarforge.data.digits import load_digits_arrays
 from xbarforge.data.errors import DataError
 from xbarforge.data.images import has_image_tree, load_image_folder, tarballs_in
-
-DATASETS = ("cifar10", "cifar100", "digits", "folder")
+from xbarforge.data.names import DATASETS
 
 
 def list_datasets() -> list[str]:

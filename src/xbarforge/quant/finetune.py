@@ -143,7 +143,7 @@ def finetune(
             "num_classes": bundle.num_classes, "classes": list(bundle.classes),
             "input_shape": list(bundle.input_shape), "dataset": bundle.name, "data_root": bundle.root,
             "val_fraction": bundle.val_fraction, "mean": list(bundle.mean), "std": list(bundle.std),
-            # `seed` is the split seed: model_dataset (sim/command.py) rebuilds the val split from it
+            # `seed` is the split seed: model_dataset (data/from_model.py) rebuilds the val split from it
             "val_accuracy": val_acc, "test_accuracy": test_acc, "test_loss": test_loss, "seed": bundle.seed,
             "quantization": {**spec, "bits": policy_runs(checked), "input_ranges": ranges,
                              "finetune_epochs": epochs, "finetune_lr": lr, "finetune_seed": seed},

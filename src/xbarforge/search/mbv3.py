@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xbarforge.graph.layer_graph import Layer, LayerGraph
-from xbarforge.search.space import Arch, Gene, SearchSpace, SpaceError, register_space
+from xbarforge.search.space import Arch, Gene, SearchSpace, SpaceError
 from xbarforge.zoo._common import init_weights, make_divisible, out_size
-from xbarforge.zoo.mobilenet import _V3_SMALL, MobileNetV3, V3Block, _conv_bn
+from xbarforge.zoo.mobilenet import V3_SMALL, MobileNetV3, V3Block, conv_bn
 
 KERNELS = (3, 5, 7)
 EXPANDS = (3, 4, 6)
@@ -42,7 +42,7 @@ MIN_DEPTH = 2
 STAGES: tuple[tuple[int, int, str, bool], ...] = ((24, 2, "RE", False), (40, 2, "HS", True),
                                                   (48, 1, "HS", True), (96, 2, "HS", True))
 STEM = 16
-FIRST_BLOCK = _V3_SMALL[0]  # (3, 16, 16, SE, RE, stride 2)
+FIRST_BLOCK = V3_SMALL[0]  # (3, 16, 16, SE, RE, stride 2)
 LAST_CONV = 576
 HEAD = 1024
 _ACTS: dict[str, type[nn.Module]] = {"RE": nn.ReLU, "HS": nn.Hardswish}
@@ -122,7 +122,7 @@ class MBV3Supernet(nn.Module):
     def __init__(self, space: MBV3Space) -> None:
         super().__init__()
         self.space = space
-        layers: list[nn.Module] = [_conv_bn(space.input_shape[0], STEM, 3, stride=2, act=nn.Hardswish)]
+        layers: list[nn.Module] = [conv_bn(space.input_shape[0], STEM, 3, stride=2, act=nn.Hardswish)]
         k, exp, out, se, act, stride = FIRST_BLOCK
         layers.append(V3Block(STEM, k, exp, out, se, _ACTS[act], stride))
         c = out
@@ -134,7 +134,7 @@ class MBV3Supernet(nn.Module):
                 layers.append(ElasticBlock(c, out, stride if j == 0 else 1, act, se))
                 c = out
             self.stage_index.append(idx)
-        layers.append(_conv_bn(c, LAST_CONV, 1, act=nn.Hardswish))
+        layers.append(conv_bn(c, LAST_CONV, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Linear(LAST_CONV, HEAD), nn.Hardswish(), nn.Dropout(p=0.2),
@@ -310,6 +310,5 @@ class _GraphBuilder:
         return LayerGraph(name=name, input_shape=self.input_shape, layers=[*self.layers, out])
 
 
-@register_space("mbv3-small")
 def mbv3_small_space(resolution: int = 64, num_classes: int = 10, in_channels: int = 3) -> MBV3Space:
     return MBV3Space(resolution=resolution, num_classes=num_classes, in_channels=in_channels)

@@ -19,7 +19,7 @@ centre and a zero ring, so every kernel choice first computes the trained networ
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import nn
 from xbarforge.errors import XbarforgeError
 from xbarforge.graph.layer_graph import LayerGraph
 from xbarforge.search.mbv3 import _fit, _GraphBuilder
-from xbarforge.search.space import Arch, Gene, SearchSpace, SpaceError, register_space
+from xbarforge.search.space import Arch, Gene, SearchSpace, SpaceError
 from xbarforge.zoo._common import init_weights
 
 KERNELS = (3, 5, 7)
@@ -252,12 +252,10 @@ class NAXSpace(SearchSpace):
         b.linear("fc", self.num_classes)
         return b.graph(f"nax-resnet20[{self.describe(arch)}]")
 
-    def init_from(self, path: Path) -> Callable[[nn.Module], None]:
-        """Weights of a trained ResNet-20 model file for a new supernet: 3x3 kernels at the centre of
-        the 7x7 ones (ring zero), everything else copied."""
-        from xbarforge.train.modelio import read_model_file
-
-        state = read_model_file(path)["state_dict"]
+    def init_from(self, state: Mapping[str, torch.Tensor], path: str | Path) -> Callable[[nn.Module], None]:
+        """Weights of a trained ResNet-20 (`state`, the state dict of model file `path`, named in
+        errors) for a new supernet: 3x3 kernels at the centre of the 7x7 ones (ring zero), everything
+        else copied."""
 
         def apply(net: nn.Module) -> None:
             target = net.net.state_dict()  # type: ignore[union-attr]
@@ -283,6 +281,5 @@ class NAXSpace(SearchSpace):
         return apply
 
 
-@register_space("nax-resnet20")
 def nax_resnet20_space(resolution: int = 32, num_classes: int = 10, in_channels: int = 3) -> NAXSpace:
     return NAXSpace(resolution=resolution, num_classes=num_classes, in_channels=in_channels)

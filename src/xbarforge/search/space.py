@@ -2,7 +2,8 @@
 
 A genome is a list of integers, one per gene, each an index into that gene's options; NSGA-II
 breeds genomes, the space decodes them into an `arch` (gene name -> option value, JSON-able) and
-builds the standalone network or its LayerGraph. Spaces are registered by name like zoo models:
+builds the standalone network or its LayerGraph. Spaces are registered by name like zoo models
+(`xbarforge.search.registry`):
 
     space = create_space("mbv3-small", resolution=64)
     arch = space.decode(space.sample(np.random.default_rng(0)))
@@ -169,35 +170,3 @@ def declare_space(name: str, genes: Mapping[str, Sequence[Any]], build: Callable
         declare_space("mlp", {"width": [16, 32, 64], "depth": [1, 2]}, lambda a: make_mlp(**a), (1, 8, 8))
     """
     return FunctionSpace(name, [Gene(k, tuple(v)) for k, v in genes.items()], build, input_shape, num_classes)
-
-
-# ---- registry (one place that knows every built-in space, like the zoo's create_model) ----
-
-_SPACES: dict[str, Callable[..., SearchSpace]] = {}
-
-
-def register_space(name: str) -> Callable[[Callable[..., SearchSpace]], Callable[..., SearchSpace]]:
-    def wrap(fn: Callable[..., SearchSpace]) -> Callable[..., SearchSpace]:
-        _SPACES[name] = fn
-        return fn
-
-    return wrap
-
-
-def list_spaces() -> list[str]:
-    _load_builtin()
-    return sorted(_SPACES)
-
-
-def create_space(name: str, **kwargs: Any) -> SearchSpace:
-    """A built-in space by name; kwargs are its options (resolution, num_classes, ...)."""
-    _load_builtin()
-    if name not in _SPACES:
-        raise SpaceError(f"unknown search space '{name}' (known: {', '.join(sorted(_SPACES))})")
-    return _SPACES[name](**kwargs)
-
-
-def _load_builtin() -> None:
-    # the built-in spaces register themselves on import; imported lazily to keep this module light
-    import xbarforge.search.mbv3  # noqa: F401
-    import xbarforge.search.nax  # noqa: F401

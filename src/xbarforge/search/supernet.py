@@ -38,12 +38,12 @@ from xbarforge.train.loop import (
     DIV_FACTOR,
     FINAL_DIV_FACTOR,
     PCT_START,
-    _epoch_generator,
-    _param_groups,
-    _rng_state,
-    _set_rng_state,
     auto_batch_size,
+    epoch_generator,
     evaluate,
+    param_groups,
+    rng_state,
+    set_rng_state,
 )
 from xbarforge.train.modelio import atomic_save, atomic_write_text, pick_device, safe_load
 
@@ -109,7 +109,7 @@ def train_supernet(
     n_train = len(data.train)
     batch_size = auto_batch_size(n_train) if batch_size is None else batch_size
     steps = max(1, n_train // batch_size)
-    opt = torch.optim.SGD(_param_groups(net, weight_decay), lr=lr, momentum=momentum, nesterov=momentum > 0)
+    opt = torch.optim.SGD(param_groups(net, weight_decay), lr=lr, momentum=momentum, nesterov=momentum > 0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=PCT_START,
                                                 anneal_strategy="cos", div_factor=DIV_FACTOR,
                                                 final_div_factor=FINAL_DIV_FACTOR, cycle_momentum=False)
@@ -134,7 +134,7 @@ def train_supernet(
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
             history, start = list(state["history"]), int(state["epoch"])
             console.print(f"resuming supernet from {ckpt} ({start}/{epochs} epochs done)")
     largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
@@ -142,7 +142,7 @@ def train_supernet(
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         net.train()
-        gen = _epoch_generator(seed, epoch)
+        gen = epoch_generator(seed, epoch)
         rng = np.random.default_rng([seed, epoch])
         loss_sum, seen = 0.0, 0
         bar = Tracker(f"supernet epoch {epoch + 1}/{epochs}", steps, console=console, enabled=progress,
@@ -182,7 +182,7 @@ def train_supernet(
                       f" ({record['time_s']:.0f} s)")
         if out is not None:
             atomic_save({"recipe": recipe, "epoch": epoch + 1, "model": net.state_dict(),
-                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state(),
                          "history": history}, out / CHECKPOINT)
     elapsed = time.perf_counter() - t_all
     if out is not None:
@@ -206,7 +206,7 @@ def save_supernet(path: Path, net: nn.Module, space: SearchSpace, recipe: dict[s
 
 def load_supernet(path: str | Path) -> tuple[SearchSpace, nn.Module, dict[str, Any]]:
     """(space, supernet with its trained weights, the file's recipe and meta) from OUT/supernet.pt or OUT/."""
-    from xbarforge.search.space import create_space
+    from xbarforge.search.registry import create_space
 
     p = Path(path).expanduser()
     if p.is_dir():

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xbarforge.compiler.execute import _unfold, apply_layer, quantize_weight, slice_coefficients
+from xbarforge.compiler.execute import apply_layer, quantize_weight, slice_coefficients, unfold_input
 from xbarforge.graph.layer_graph import Layer
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.device import off_level
@@ -227,7 +227,7 @@ class AnalogLayer:
         assert self.input is not None, "calibrate before running"
         ni = self.hw.nonideal
         xi = quantize_input(x, self.input, ni.quantize_inputs)
-        xg, fold = _unfold(self.layer, xi)  # (G, M, R)
+        xg, fold = unfold_input(self.layer, xi)  # (G, M, R)
         g, m_all, _ = xg.shape
         acc = torch.zeros(g, m_all, self.layer.cols_per_group, device=xg.device)
         parts = [(xg.clamp(min=0), 1.0), ((-xg).clamp(min=0), -1.0)] if self.input.signed else [(xg, 1.0)]

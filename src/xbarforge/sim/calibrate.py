@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from xbarforge.compiler.execute import _unfold
+from xbarforge.compiler.execute import unfold_input
 from xbarforge.sim.analog import AnalogLayer, InputQuant, _digits, quantize_input
 
 __all__ = ["MAX_CALIBRATION_READS", "adc_calibration", "input_quant"]
@@ -88,7 +88,7 @@ def _calibration_reads(layer: AnalogLayer, x: torch.Tensor) -> list[torch.Tensor
     """Nominal column reads (before the ADC) of `x` for each row tile, at most MAX_CALIBRATION_READS."""
     assert layer.input is not None
     xi = quantize_input(x, layer.input, layer.hw.nonideal.quantize_inputs)
-    xg, _ = _unfold(layer.layer, xi)
+    xg, _ = unfold_input(layer.layer, xi)
     parts = [xg.clamp(min=0), (-xg).clamp(min=0)] if layer.input.signed else [xg]
     t_cycles = layer.cycles
     keep = max(1, MAX_CALIBRATION_READS // (t_cycles * len(parts)))

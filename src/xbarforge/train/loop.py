@@ -163,7 +163,7 @@ def _check_output(model: nn.Module, data: DataBundle, dev: torch.device, channel
                              " classes (expected (2, num_classes) logits)")
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -175,7 +175,7 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
@@ -184,7 +184,7 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator for one epoch's shuffle and augmentation (no state to carry across a resume)."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + epoch * 7919 + 12345) % (2**63))
 
@@ -202,7 +202,7 @@ def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return [f"{k} {b.get(k)!r} vs {a.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on conv/linear weights only (not on biases and normalization scales)."""
     decay, no_decay = [], []
     for p in model.parameters():
@@ -272,7 +272,7 @@ def train(
 
     steps = n_train // batch_size if n_train >= batch_size else 1
     drop_last = n_train >= batch_size
-    optimizer = torch.optim.SGD(_param_groups(model, weight_decay), lr=lr, momentum=momentum,
+    optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
                                 nesterov=nesterov and momentum > 0)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=PCT_START, anneal_strategy="cos",
@@ -317,7 +317,7 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
             raise XbarforgeError(f"checkpoint {ckpt_path}: does not fit this model ({exc})") from None
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         history = list(state["history"])
         start = int(state["epoch"])
         console.print(f"resuming from {ckpt_path} ({start}/{epochs} epochs done)")
@@ -331,7 +331,7 @@ def train(
             if ckpt_path is not None:
                 atomic_save({"fingerprint": fingerprint, "epoch": epoch + 1, "model": model.state_dict(),
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "rng": _rng_state(), "history": history}, ckpt_path)
+                             "rng": rng_state(), "history": history}, ckpt_path)
             if callback is not None:
                 callback(epoch + 1, record)
     except KeyboardInterrupt:
@@ -377,7 +377,7 @@ def _train_epoch(
     """One pass over the train split, then validation; returns the epoch's record."""
     t0 = time.perf_counter()
     model.train()
-    gen = _epoch_generator(seed, epoch)
+    gen = epoch_generator(seed, epoch)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     seen = 0

@@ -164,11 +164,11 @@ def build_from_arch(arch: Mapping[str, Any] | None, source: str) -> nn.Module:
 
         return create_model(arch["zoo"], **dict(arch.get("kwargs") or {}))
     if "factory" in arch:
-        from xbarforge.cli import load_factory
+        from xbarforge.model_spec import load_factory
 
         return load_factory(arch["factory"])
     if "space" in arch:  # a sub-net exported by `xbarforge export`
-        from xbarforge.search.space import create_space
+        from xbarforge.search.registry import create_space
 
         return create_space(arch["space"], **dict(arch.get("kwargs") or {})).build(dict(arch["arch"]))
     raise XbarforgeError(f"{source}: unknown arch record {dict(arch)!r}")

@@ -16,7 +16,7 @@ from xbarforge.zoo._common import init_weights, make_divisible
 from xbarforge.zoo.registry import register_model
 
 
-def _conv_bn(
+def conv_bn(
     in_channels: int,
     out_channels: int,
     kernel_size: int,
@@ -54,9 +54,9 @@ class InvertedResidual(nn.Module):
         self.use_residual = stride == 1 and in_channels == out_channels
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(_conv_bn(in_channels, hidden, 1, act=nn.ReLU6))
-        layers.append(_conv_bn(hidden, hidden, 3, stride=stride, groups=hidden, act=nn.ReLU6))
-        layers.append(_conv_bn(hidden, out_channels, 1))
+            layers.append(conv_bn(in_channels, hidden, 1, act=nn.ReLU6))
+        layers.append(conv_bn(hidden, hidden, 3, stride=stride, groups=hidden, act=nn.ReLU6))
+        layers.append(conv_bn(hidden, out_channels, 1))
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,13 +86,13 @@ class MobileNetV2(nn.Module):
         super().__init__()
         c = make_divisible(32)
         last = make_divisible(1280)
-        layers: list[nn.Module] = [_conv_bn(in_channels, c, 3, stride=first_stride, act=nn.ReLU6)]
+        layers: list[nn.Module] = [conv_bn(in_channels, c, 3, stride=first_stride, act=nn.ReLU6)]
         for t, channels, n, s in _V2_SETTINGS:
             out = make_divisible(channels)
             for i in range(n):
                 layers.append(InvertedResidual(c, out, s if i == 0 else 1, t))
                 c = out
-        layers.append(_conv_bn(c, last, 1, act=nn.ReLU6))
+        layers.append(conv_bn(c, last, 1, act=nn.ReLU6))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(last, num_classes))
@@ -139,11 +139,11 @@ class V3Block(nn.Module):
         self.use_residual = stride == 1 and in_channels == out_channels
         layers: list[nn.Module] = []
         if expand != in_channels:
-            layers.append(_conv_bn(in_channels, expand, 1, act=act))
-        layers.append(_conv_bn(expand, expand, kernel_size, stride=stride, groups=expand, act=act))
+            layers.append(conv_bn(in_channels, expand, 1, act=act))
+        layers.append(conv_bn(expand, expand, kernel_size, stride=stride, groups=expand, act=act))
         if use_se:
             layers.append(SqueezeExcite(expand, make_divisible(expand // 4)))
-        layers.append(_conv_bn(expand, out_channels, 1))
+        layers.append(conv_bn(expand, out_channels, 1))
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +171,7 @@ _V3_LARGE: tuple[_V3Row, ...] = (  # Table 1
     (5, 960, 160, True, "HS", 1),
     (5, 960, 160, True, "HS", 1),
 )
-_V3_SMALL: tuple[_V3Row, ...] = (  # Table 2
+V3_SMALL: tuple[_V3Row, ...] = (  # Table 2
     (3, 16, 16, True, "RE", 2),
     (3, 72, 24, False, "RE", 2),
     (3, 88, 24, False, "RE", 1),
@@ -201,13 +201,13 @@ class MobileNetV3(nn.Module):
     ) -> None:
         super().__init__()
         c = make_divisible(16)
-        layers: list[nn.Module] = [_conv_bn(in_channels, c, 3, stride=first_stride, act=nn.Hardswish)]
+        layers: list[nn.Module] = [conv_bn(in_channels, c, 3, stride=first_stride, act=nn.Hardswish)]
         for k, exp, out, se, nl, s in config:
             out_c = make_divisible(out)
             layers.append(V3Block(c, k, make_divisible(exp), out_c, se, _ACTS[nl], s))
             c = out_c
         last_conv = 6 * c
-        layers.append(_conv_bn(c, last_conv, 1, act=nn.Hardswish))
+        layers.append(conv_bn(c, last_conv, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
@@ -253,7 +253,7 @@ def mobilenetv3_small(
 ) -> MobileNetV3:
     """MobileNetV3-Small 1.0 (Howard et al. 2019, Table 2): last conv 576, head 1024."""
     return MobileNetV3(
-        _V3_SMALL, 1024, num_classes=num_classes, in_channels=in_channels, first_stride=1 if cifar_stem else 2
+        V3_SMALL, 1024, num_classes=num_classes, in_channels=in_channels, first_stride=1 if cifar_stem else 2
     )
 
 

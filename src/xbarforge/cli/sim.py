@@ -14,13 +14,23 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from xbarforge.cli.common import (
+    DEFAULT_HW,
+    UsageError,
+    check_output,
+    closed_fraction,
+    make_console,
+    positive_float,
+    positive_int,
+)
 from xbarforge.errors import XbarforgeError
 
-__all__ = ["add_simulate_command", "add_sweep_command", "model_dataset"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["add_simulate_command", "add_sweep_command", "evaluation_data"]
 
 # option -> schema key, for the settings users change most
 _SHORTCUTS = {
@@ -36,7 +46,6 @@ _SHORTCUTS = {
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from xbarforge.cli import DEFAULT_HW, closed_fraction, positive_float, positive_int
 
     p.add_argument("model", metavar="MODEL.pt", help="a model file written by `xbarforge train`")
     p.add_argument("--hw", default=DEFAULT_HW, metavar="PRESET_OR_YAML", help=f"hardware (default: {DEFAULT_HW})")
@@ -106,7 +115,6 @@ def _value(text: str) -> Any:
 
 def parse_vary(items: list[str]) -> dict[str, list[Any]]:
     """['crossbar=32,64', 'variation=0,0.05'] -> {'crossbar': [32, 64], 'variation': [0, 0.05]}."""
-    from xbarforge.cli import UsageError
 
     out: dict[str, list[Any]] = {}
     for item in items:
@@ -133,57 +141,20 @@ def _hardware(args: argparse.Namespace) -> Any:
     return hw
 
 
-def model_dataset(meta: dict[str, Any], data: str | None, data_root: str | None, source: str) -> Any:
-    """The dataset a model was trained on (or `data`/`data_root` instead), split and normalized as then."""
-    from xbarforge.cli import UsageError
-    from xbarforge.data import load_dataset
+def evaluation_data(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[Any, Tensor, Tensor, Tensor]:
+    """(bundle, x, y, calibration) normalized as the model was trained, from --data/--split/--limit/--calibration."""
+    from xbarforge.data.from_model import evaluation_tensors, model_dataset
 
-    name = data or meta.get("dataset")
-    if not name:
-        raise UsageError(f"{source}: the model file names no dataset; add --data NAME (and --data-root DIR)")
-    root = data_root if data_root is not None else (meta.get("data_root") if name == meta.get("dataset") else None)
-    shape = meta.get("input_shape")
-    resolution = tuple(shape[1:]) if shape else None
-    bundle = load_dataset(name, root, val_fraction=meta.get("val_fraction", 0.1) or 0.1,
-                          seed=meta.get("seed", 0) or 0, resolution=resolution)
-    if meta.get("mean") and meta.get("std"):
-        bundle = bundle.with_stats(meta["mean"], meta["std"])
-    return bundle
-
-
-def _evaluation_data(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor,
-                                                                              torch.Tensor]:
-    """(bundle, x, y, calibration) normalized as the model was trained."""
     data = model_dataset(meta, args.data, args.data_root, args.model)
-
-    def stack(split: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        # splits are stored class by class, so a subset is drawn at random (seed 0: every run and
-        # every command sees the same images), never the first N, which would be one or two classes
-        from xbarforge.data.batching import batches
-
-        part = data.split(split)
-        src: Any = part
-        if limit is not None and limit < len(part):
-            idx = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))[:limit].sort().values
-            src = (part.x[idx], part.y[idx])
-        xs, ys = [], []
-        for xb, yb in batches(src, 1000, mean=data.mean, std=data.std, resolution=data.resolution):
-            xs.append(xb)
-            ys.append(yb)
-        return torch.cat(xs), torch.cat(ys)
-
-    x, y = stack(args.split, args.limit)
-    calib_split = "val" if len(data.val) else "train"
-    calib, _ = stack(calib_split, args.calibration)
-    return data, x, y, calib
+    return (data, *evaluation_tensors(data, args.split, args.limit, args.calibration))
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any, Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _load(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any, Any, Tensor, Tensor, Tensor]:
     from xbarforge.train import load_model
 
     hw = _hardware(args)
     model, meta = load_model(args.model, device="cpu")
-    data, x, y, calib = _evaluation_data(args, meta)
+    data, x, y, calib = evaluation_data(args, meta)
     return model, meta, hw, data, x, y, calib
 
 
@@ -223,10 +194,9 @@ def _write(args: argparse.Namespace, reports: list[Any], extra: dict[str, Any]) 
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    from xbarforge.cli import _check_output
 
     for opt in ("json", "csv", "plot"):
-        _check_output(getattr(args, opt, None), f"--{opt}")
+        check_output(getattr(args, opt, None), f"--{opt}")
 
 
 def _table(reports: list[Any], console: Any, names: list[str]) -> None:
@@ -245,7 +215,7 @@ def _table(reports: list[Any], console: Any, names: list[str]) -> None:
     console.print(t)
 
 
-def _extra(args: argparse.Namespace, meta: dict[str, Any], data: Any, hw: Any, calib: torch.Tensor) -> dict[str, Any]:
+def _extra(args: argparse.Namespace, meta: dict[str, Any], data: Any, hw: Any, calib: Tensor) -> dict[str, Any]:
     return {"model": str(Path(args.model).expanduser()), "dataset": data.summary(), "split": args.split,
             "calibration": {"split": "val" if len(data.val) else "train", "images": len(calib)},
             "hardware": hw.model_dump(), "seed": args.seed, "mode": args.mode,
@@ -254,11 +224,10 @@ def _extra(args: argparse.Namespace, meta: dict[str, Any], data: Any, hw: Any, c
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """`xbarforge simulate`."""
-    from xbarforge.cli import _console
     from xbarforge.sim.monte_carlo import simulate_accuracy
 
     _check_outputs(args)
-    console = _console(args.quiet)
+    console = make_console(args.quiet)
     model, meta, hw, data, x, y, calib = _load(args)
     mapping = _mapping(args, model, hw, tuple(x.shape[1:]))
     with _progress("simulate: chips", args.chips, args.quiet) as bar:
@@ -273,12 +242,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """`xbarforge sweep`."""
-    from xbarforge.cli import _console
     from xbarforge.sim.monte_carlo import apply_setting, grid_size, sweep
 
     _check_outputs(args)
     vary = parse_vary(args.vary)
-    console = _console(args.quiet)
+    console = make_console(args.quiet)
     model, meta, hw, data, x, y, calib = _load(args)
     for name, values in vary.items():  # a bad name or value fails before any simulation
         for v in values:

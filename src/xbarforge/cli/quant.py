@@ -15,6 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from xbarforge.cli.common import DEFAULT_HW, make_console, nonneg_float, nonneg_int, positive_float, positive_int
+
 __all__ = ["add_quantize_command"]
 
 
@@ -30,7 +32,6 @@ def _bits(text: str) -> tuple[int, ...]:
 
 def add_quantize_command(sub: Any) -> None:
     """Register `xbarforge quantize`."""
-    from xbarforge.cli import DEFAULT_HW, nonneg_float, nonneg_int, positive_float, positive_int
 
     p = sub.add_parser(
         "quantize", help="mixed-precision weights that fill crossbars (RaQu)",
@@ -70,14 +71,13 @@ def add_quantize_command(sub: Any) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from xbarforge.cli import _console
+    from xbarforge.data.from_model import model_dataset
     from xbarforge.hardware import load_hardware, parse_overrides
     from xbarforge.quant.config import QuantConfig
     from xbarforge.quant.pipeline import quantize
-    from xbarforge.sim.command import model_dataset
     from xbarforge.train import load_model, read_model_file
 
-    console = _console(args.quiet)
+    console = make_console(args.quiet)
     out = _out_dir(args)
     hw = load_hardware(args.hw, **parse_overrides(args.overrides))
     if hw.chip.pools and args.crossbars is not None:

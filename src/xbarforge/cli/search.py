@@ -12,12 +12,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from xbarforge.cli.common import DEFAULT_HW, UsageError, positive_float, positive_int
+
 __all__ = ["add_export_command", "add_finetune_command", "add_search_command", "add_supernet_command"]
 
 
 def add_supernet_command(sub: Any) -> None:
     """Register `xbarforge supernet train`."""
-    from xbarforge.cli import positive_int
 
     p = sub.add_parser("supernet", help="train a weight-sharing supernet for a search space",
                        description="One-shot supernets for architecture search.")
@@ -48,7 +49,7 @@ def add_supernet_command(sub: Any) -> None:
 
 def cmd_supernet_train(args: argparse.Namespace) -> int:
     from xbarforge.data import load_dataset
-    from xbarforge.search.space import create_space
+    from xbarforge.search.registry import create_space
     from xbarforge.search.supernet import train_supernet
 
     kwargs: dict[str, Any] = {}
@@ -65,7 +66,9 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
             from xbarforge.errors import XbarforgeError
 
             raise XbarforgeError(f"--init: space '{space.name}' cannot start from a trained model")
-        init = init_fn(Path(args.init))
+        from xbarforge.train.modelio import read_model_file
+
+        init = init_fn(read_model_file(args.init)["state_dict"], args.init)
     result = train_supernet(space, data, epochs=args.epochs, out_dir=args.out, batch_size=args.batch_size, lr=args.lr,
                             random_subnets=args.random_subnets, seed=args.seed, resume=not args.no_resume,
                             progress=not args.quiet, init=init)
@@ -78,7 +81,6 @@ def cmd_supernet_train(args: argparse.Namespace) -> int:
 
 def add_search_command(sub: Any) -> None:
     """Register `xbarforge search`."""
-    from xbarforge.cli import DEFAULT_HW, positive_float, positive_int
 
     p = sub.add_parser(
         "search", help="NSGA-II architecture search on a supernet under a crossbar budget (RNC, NAX)",
@@ -123,7 +125,6 @@ def add_search_command(sub: Any) -> None:
 
 
 def _search_config(args: argparse.Namespace) -> tuple[Any, Path]:
-    from xbarforge.cli import UsageError
     from xbarforge.hardware import parse_overrides
     from xbarforge.report.jsonio import read_json
     from xbarforge.search.run import CONFIG_FILE, SearchConfig
@@ -200,7 +201,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_finetune_command(sub: Any) -> None:
     """Register `xbarforge finetune`."""
-    from xbarforge.cli import positive_float, positive_int
 
     p = sub.add_parser(
         "finetune", help="fine-tune an exported sub-net (or any model file) and report its test accuracy",
@@ -219,7 +219,7 @@ def add_finetune_command(sub: Any) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from xbarforge.sim.command import model_dataset
+    from xbarforge.data.from_model import model_dataset
     from xbarforge.train import train
     from xbarforge.train.modelio import load_model
 

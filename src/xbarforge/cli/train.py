@@ -14,14 +14,28 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from xbarforge.cli.common import (
+    PROG,
+    UsageError,
+    collect_warnings,
+    make_console,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    show_warnings,
+    unit_interval,
+)
 from xbarforge.errors import XbarforgeError
+from xbarforge.model_spec import is_factory_spec, resolve_model
 
 DEFAULTS: dict[str, Any] = {"epochs": 15, "weight_decay": 5e-4, "label_smoothing": 0.1, "val_fraction": 0.1}
 
+
+if TYPE_CHECKING:
+    import torch
 
 def _resolution(text: str) -> tuple[int, int]:
     """'64' or '64x48' -> (H, W)."""
@@ -39,8 +53,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 def add_train_command(sub: Any) -> None:
     """Register `xbarforge train` on the CLI's sub-parsers."""
-    from xbarforge.cli import nonneg_float, nonneg_int, positive_float, positive_int, unit_interval
-    from xbarforge.data import DATASETS
+    from xbarforge.data.names import DATASETS
 
     p = sub.add_parser(
         "train",
@@ -85,13 +98,14 @@ def add_train_command(sub: Any) -> None:
 
 def _build_model(args: argparse.Namespace, data: Any, out: Any) -> tuple[torch.nn.Module, dict[str, Any], Any]:
     """The network to train, its `arch` record and the (possibly resized) data."""
-    from xbarforge.cli import UsageError, _is_factory_spec, resolve_model
+    import torch
+
     from xbarforge.zoo import create_model, default_input_shape
 
     if args.model.lower().endswith(".onnx"):
         raise UsageError(f"model '{args.model}': ONNX files cannot be trained; give a zoo name or file.py:factory")
     torch.manual_seed(args.seed)
-    if _is_factory_spec(args.model):
+    if is_factory_spec(args.model):
         model, _ = resolve_model(args.model, data.input_shape)
         file_part, _, attr = args.model.rpartition(":")
         return model, {"factory": f"{Path(file_part).expanduser().resolve()}:{attr}"}, data
@@ -113,7 +127,6 @@ def _build_model(args: argparse.Namespace, data: Any, out: Any) -> tuple[torch.n
 
 def cmd_train(args: argparse.Namespace) -> int:
     """`xbarforge train`."""
-    from xbarforge.cli import PROG, UsageError, _collect_warnings, _console, _show_warnings
     from xbarforge.data import load_dataset
     from xbarforge.train.loop import MODEL_FILE, train
     from xbarforge.train.modelio import load_weights, read_model_file
@@ -125,9 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir = Path(args.out).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {args.out}: is a file, expected a folder")
-    out = _console(args.quiet)
+    out = make_console(args.quiet)
 
-    with _collect_warnings() as caught:
+    with collect_warnings() as caught:
         init_doc = read_model_file(args.init) if args.init else None
         init_meta = (init_doc or {}).get("meta") or {}
         data_name = args.data or init_meta.get("dataset")
@@ -169,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if remove is not None:
             remove(result.model)
-    _show_warnings(caught)
+    show_warnings(caught)
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2%}"

@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from xbarforge.cli.common import DEFAULT_HW, check_output, make_console, nonneg_int, positive_float, positive_int
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["add_basis_command"]
 
@@ -34,7 +37,6 @@ def _int_list(text: str) -> list[int]:
 
 
 def _hw_options(p: argparse.ArgumentParser, default: str | None) -> None:
-    from xbarforge.cli import DEFAULT_HW
 
     p.add_argument("--hw", default=default or DEFAULT_HW, metavar="PRESET_OR_YAML",
                    help=f"hardware preset or YAML file (default: {default or DEFAULT_HW})")
@@ -43,7 +45,6 @@ def _hw_options(p: argparse.ArgumentParser, default: str | None) -> None:
 
 
 def _basis_options(p: argparse.ArgumentParser) -> None:
-    from xbarforge.cli import positive_int
 
     p.add_argument("--group-crossbars", type=positive_int, metavar="P",
                    help="crossbars one kernel segment may draw on (must divide the crossbar count; default: the"
@@ -52,7 +53,6 @@ def _basis_options(p: argparse.ArgumentParser) -> None:
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
-    from xbarforge.cli import positive_int
 
     p.add_argument("--data", metavar="NAME", help="dataset (default: the source model's)")
     p.add_argument("--data-root", metavar="DIR", help="dataset folder (default: the source model's)")
@@ -64,7 +64,6 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 def add_basis_command(sub: Any) -> None:
     """Register `xbarforge basis` and its sub-commands."""
-    from xbarforge.cli import nonneg_int, positive_float, positive_int
 
     top = sub.add_parser("basis", help="reprogramming-free inference from a global basis (BasisN)",
                          description="Express every kernel as quantized combinations of global basis vectors"
@@ -147,14 +146,15 @@ def _hardware(args: argparse.Namespace) -> Any:
 def _data(args: argparse.Namespace, meta: dict[str, Any], source: str, split: str = "val",
           calibration: int = 256) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(bundle, x, y, calibration inputs) for the source model's dataset."""
-    from xbarforge.sim.command import _evaluation_data
+    from xbarforge.data.from_model import evaluation_tensors, model_dataset
 
-    ns = argparse.Namespace(model=source, data=args.data, data_root=args.data_root, split=split,
-                            limit=args.limit, calibration=calibration)
-    return _evaluation_data(ns, meta)
+    data = model_dataset(meta, args.data, args.data_root, source)
+    return (data, *evaluation_tensors(data, split, args.limit, calibration))
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    import torch
+
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -195,11 +195,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """`xbarforge basis fit`."""
     from xbarforge.basis.fit import fit_basis
     from xbarforge.basis.run import BasisRun, save_run
-    from xbarforge.cli import _console
     from xbarforge.graph import capture
     from xbarforge.train import load_model, read_model_file
 
-    console = _console(args.quiet)
+    console = make_console(args.quiet)
     hw = _hardware(args)
     model, meta = load_model(args.model, device="cpu")
     shape = tuple(int(v) for v in meta.get("input_shape") or getattr(model, "input_shape", ()) or ())
@@ -246,10 +245,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """`xbarforge basis train`."""
     from xbarforge.basis.run import load_run
     from xbarforge.basis.train import train_run
-    from xbarforge.cli import _console
-    from xbarforge.sim.command import model_dataset
+    from xbarforge.data.from_model import model_dataset
 
-    console = _console(args.quiet)
+    console = make_console(args.quiet)
     run = load_run(args.run, device="cpu")
     data = model_dataset(run.source["meta"], args.data, args.data_root, args.run).limited(args.limit)
     coeff_epochs = 2 if args.coeff_epochs is None else args.coeff_epochs
@@ -270,11 +268,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """`xbarforge basis simulate`."""
     from xbarforge.basis.run import load_run, save_run
     from xbarforge.basis.simulate import simulate_basis_accuracy
-    from xbarforge.cli import _check_output, _console
     from xbarforge.hardware import override, parse_overrides
 
-    _check_output(args.json, "--json")
-    console = _console(args.quiet)
+    check_output(args.json, "--json")
+    console = make_console(args.quiet)
     run = load_run(args.run, device="cpu")
     hw = run.hw
     for key, value in parse_overrides(args.overrides).items():
@@ -298,12 +295,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """`xbarforge basis compare`."""
     from xbarforge.basis.fit import fit_basis
-    from xbarforge.cli import _check_output, _console
     from xbarforge.graph import capture
 
-    _check_output(args.json, "--json")
-    _check_output(args.plot, "--plot")
-    console = _console(args.quiet)
+    check_output(args.json, "--json")
+    check_output(args.plot, "--plot")
+    console = make_console(args.quiet)
     hw = _hardware(args)
     model = meta = None
     if Path(args.model).expanduser().suffix == ".pt":
