@@ -15,6 +15,7 @@ The ADC ranges and the one input quantizer of the basis are calibrated on segmen
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -190,20 +191,28 @@ def _accuracy(chip: BasisChip, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def simulate_basis_accuracy(net: BasisNetwork, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, *,
                             calibration: torch.Tensor, chips: int = 5, mode: Mode = "fast", seed: int = 0,
-                            batch_size: int = 250, device: str | None = None) -> dict[str, Any]:
-    """Accuracy of the basis network on (x, y): ideal reads, quantized reads, and `chips` chip instances."""
+                            batch_size: int = 250, device: str | None = None,
+                            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Accuracy of the basis network on (x, y): ideal reads, quantized reads, and `chips` chip instances.
+
+    `progress(1)` is called after each of the chips + 2 evaluations.
+    """
     start = time.perf_counter()
+    done = progress or (lambda n: None)
     chip = BasisChip(net, hw, tuple(x.shape[1:]), calibration, mode=mode, device=device)
     chip.sim.mode = "float"
     float_acc = _accuracy(chip, x, y, batch_size)
+    done(1)
     chip.sim.mode = "quantized"
     quant_acc = _accuracy(chip, x, y, batch_size)
+    done(1)
     chip.sim.mode = mode
     accs = []
     for k in range(chips):
         if k == 0 or hw.nonideal.device_noise:
             chip.program(seed + k)
         accs.append(_accuracy(chip, x, y, batch_size, chip.sim.generator(seed + k)))
+        done(1)
     t = torch.tensor(accs, dtype=torch.float64)
     return {"float": float_acc, "quantized": quant_acc, "chips": accs, "mean": float(t.mean()),
             "std": float(t.std()) if len(accs) > 1 else 0.0, "min": float(t.min()), "max": float(t.max()),

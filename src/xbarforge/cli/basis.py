@@ -269,6 +269,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from xbarforge.basis.run import load_run, save_run
     from xbarforge.basis.simulate import simulate_basis_accuracy
     from xbarforge.hardware import override, parse_overrides
+    from xbarforge.report.progress import Tracker
 
     check_output(args.json, "--json")
     console = make_console(args.quiet)
@@ -277,8 +278,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for key, value in parse_overrides(args.overrides).items():
         hw = override(hw, key, value)
     _, x, y, calib = _data(args, run.source["meta"], args.run, split=args.split, calibration=args.calibration)
-    result = simulate_basis_accuracy(run.net, hw, x, y, calibration=calib, chips=args.chips, mode=args.mode,
-                                     seed=args.seed)
+    with Tracker("basis simulate: float, quantized, chips", args.chips + 2, enabled=not args.quiet,
+                 transient=True) as bar:
+        result = simulate_basis_accuracy(run.net, hw, x, y, calibration=calib, chips=args.chips, mode=args.mode,
+                                         seed=args.seed, progress=lambda n: bar.update(advance=n))
     result = {"hardware": hw.name, "overrides": list(args.overrides), "split": args.split, **result}
     run.history.append({"step": "simulate", **result})
     save_run(run, args.run)

@@ -84,6 +84,9 @@ def add_train_command(sub: Any) -> None:
                    help=f"share of the training set held out for validation (default: {DEFAULTS['val_fraction']})")
     p.add_argument("--resolution", type=_resolution, metavar="N|HxW",
                    help="resize inputs on the fly, e.g. 64 (default: the data's own size, or the --init model's)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="at most N images of each split, drawn at random (seed 0): a quick run (the val and test"
+                        " accuracies are then on N images)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (checkpoint, model.pt, metrics.json)")
     p.add_argument("--init", metavar="MODEL.pt", help="start from the weights of this model file")
     p.add_argument("--hw", metavar="PRESET_OR_YAML", help="hardware preset or YAML file (for --hardware-aware)")
@@ -151,7 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resolution = args.resolution
         if resolution is None and init_meta.get("input_shape") and data_name == init_meta.get("dataset"):
             resolution = tuple(init_meta["input_shape"][1:])
-        data = load_dataset(data_name, root, val_fraction=args.val_fraction, seed=args.seed, resolution=resolution)
+        data = load_dataset(data_name, root, val_fraction=args.val_fraction, seed=args.seed,
+                            resolution=resolution).limited(args.limit)
         model, arch, data = _build_model(args, data, out)
         if init_doc is not None:
             try:

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from xbarforge.data import DataBundle
 from xbarforge.errors import XbarforgeError
+from xbarforge.report.progress import Tracker
 from xbarforge.train.modelio import atomic_save, atomic_write_text, pick_device, safe_load, save_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -187,14 +187,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator for one epoch's shuffle and augmentation (no state to carry across a resume)."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + epoch * 7919 + 12345) % (2**63))
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=30), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:6.2%}{task.fields[val]}"),
-        TimeElapsedColumn(), console=console, transient=False,
-    )
 
 
 def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -382,13 +374,9 @@ def _train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     seen = 0
     lr_start = optimizer.param_groups[0]["lr"]
-    bar = _progress(console) if progress else None
-    stack = contextlib.ExitStack()
-    with stack:
-        task = None
-        if bar is not None:
-            stack.enter_context(bar)
-            task = bar.add_task("train", total=steps, epoch=f"{epoch + 1}/{epochs}", loss=0.0, acc=0.0, val="")
+    bar = Tracker(f"train epoch {epoch + 1}/{epochs}", steps, console=console, enabled=progress,
+                  describe=lambda f: f"loss {f['loss']:.3f}  acc {f['acc']:6.2%}{f['val']}", loss=0.0, acc=0.0, val="")
+    with bar:
         it: Iterator[tuple[torch.Tensor, torch.Tensor]] = data.batches(
             "train", batch_size, shuffle=True, augment=augment, generator=gen, device=dev, drop_last=drop_last,
             channels_last=channels_last)
@@ -408,13 +396,10 @@ def _train_epoch(
                 if not math.isfinite(mean_loss):
                     raise XbarforgeError(f"training diverged (loss {mean_loss} in epoch {epoch + 1}, step {step + 1});"
                                          " lower the learning rate")
-                if bar is not None and task is not None:
-                    bar.update(task, completed=step + 1, loss=mean_loss, acc=int(correct) / seen)
+                bar.update(completed=step + 1, loss=mean_loss, acc=int(correct) / seen)
         train_time = time.perf_counter() - t0
         val = evaluate(model, data, "val", device=dev, amp=amp)
-        if bar is not None and task is not None:
-            text = f"  val {val['accuracy']:6.2%}" if val["accuracy"] is not None else ""
-            bar.update(task, val=text)
+        bar.update(val=f"  val {val['accuracy']:6.2%}" if val["accuracy"] is not None else "")
     return {
         "epoch": epoch + 1, "train_loss": float(loss_sum) / max(seen, 1), "train_accuracy": int(correct) / max(seen, 1),
         "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr_start,
