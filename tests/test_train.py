@@ -297,3 +297,18 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path) -> None:
             assert path.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+def test_adamw_recipe_trains_and_is_recorded(tmp_path) -> None:
+    """`--optimizer adamw` (transformers): it trains, the recipe records it, and a resume with SGD is refused."""
+    import json
+
+    out = tmp_path / "vit"
+    code, _, err = run_cli(["train", "vit_cifar", "--data", "digits", "--resolution", "8", "--epochs", "1",
+                            "--limit", "200", "--optimizer", "adamw", "--out", str(out), "--quiet"])
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"]["optimizer"] == "adamw" and metrics["recipe"]["lr"] == 1e-3
+    code, _, err = run_cli(["train", "vit_cifar", "--data", "digits", "--resolution", "8", "--epochs", "2",
+                            "--limit", "200", "--out", str(out), "--quiet"])
+    assert code == 2 and len(err.strip().splitlines()) == 1

@@ -74,7 +74,9 @@ def add_train_command(sub: Any) -> None:
                    help="batch size (default: 64; smaller for small datasets so an epoch has ~80 steps)")
     p.add_argument("--lr", type=positive_float,
                    help="peak learning rate of the one-cycle schedule (default: 0.1 for networks with batch norm,"
-                        " 0.05 without)")
+                        " 0.05 without; 0.001 with --optimizer adamw)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                   help="sgd (Nesterov momentum, the CNN recipe; default) or adamw (transformers)")
     p.add_argument("--weight-decay", type=nonneg_float, default=DEFAULTS["weight_decay"],
                    help=f"weight decay on conv/linear weights (default: {DEFAULTS['weight_decay']})")
     p.add_argument("--label-smoothing", type=unit_interval, default=DEFAULTS["label_smoothing"],
@@ -183,6 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
             out_dir=out_dir, resume=not args.no_resume, progress=not args.quiet, arch=arch, meta=meta, console=out,
+            optimizer_name=args.optimizer,
         )
         if remove is not None:
             remove(result.model)

@@ -40,6 +40,9 @@ PCT_START = 0.25
 DIV_FACTOR = 10.0
 FINAL_DIV_FACTOR = 100.0
 LR_NORM = 0.1  # default peak lr for networks with batch norm (ResNet-20, CIFAR-10 JPEG: 85.1 % in 15 epochs)
+LR_ADAMW = 1e-3  # AdamW's usual peak for ViT-style training (DeiT: 5e-4 x batch / 512)
+ADAMW_BETAS = (0.9, 0.999)
+OPTIMIZERS = ("sgd", "adamw")
 LR_PLAIN = 0.05  # without normalization layers (LeNet-5 diverges at 0.2)
 MIN_STEPS = 80  # auto batch size keeps at least this many steps per epoch
 BATCH = 64  # default batch size for datasets large enough
@@ -225,8 +228,10 @@ def train(
     meta: Mapping[str, Any] | None = None,
     callback: Callable[[int, dict[str, Any]], None] | None = None,
     console: Console | None = None,
+    optimizer_name: str = "sgd",
 ) -> TrainResult:
-    """Train `model` on `data` with SGD and a per-step one-cycle learning rate peaking at `lr`.
+    """Train `model` on `data` with SGD (or AdamW: `optimizer_name="adamw"`, for transformers) and a
+    per-step one-cycle learning rate peaking at `lr`.
 
     Checkpoints to `out_dir/checkpoint.pt` after every epoch and, with `resume`, continues from it;
     at the end writes `out_dir/model.pt` (see `save_model`; `arch` says how to rebuild the network,
@@ -235,9 +240,11 @@ def train(
     `callback(epoch, record)` runs after each epoch's checkpoint. `batch_size` None: 64 (smaller for
     small datasets, see `auto_batch_size`); `lr` None: see `auto_lr`.
     """
+    if optimizer_name not in OPTIMIZERS:
+        raise XbarforgeError(f"unknown optimizer '{optimizer_name}': choose {' or '.join(OPTIMIZERS)}")
     n_train = len(data.train)
     batch_size = auto_batch_size(n_train) if batch_size is None else int(batch_size)
-    lr = auto_lr(model) if lr is None else float(lr)
+    lr = (auto_lr(model) if optimizer_name == "sgd" else LR_ADAMW) if lr is None else float(lr)
     if epochs < 1 or batch_size < 1:
         raise XbarforgeError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
     if not (lr > 0 and math.isfinite(lr)) or weight_decay < 0 or not 0 <= label_smoothing < 1:
@@ -264,15 +271,19 @@ def train(
 
     steps = n_train // batch_size if n_train >= batch_size else 1
     drop_last = n_train >= batch_size
-    optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
-                                nesterov=nesterov and momentum > 0)
+    if optimizer_name == "adamw":  # what transformers train with; SGD stays the CNN default
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr,
+                                                             betas=ADAMW_BETAS)
+    else:
+        optimizer = torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum,
+                                    nesterov=nesterov and momentum > 0)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps, pct_start=PCT_START, anneal_strategy="cos",
         div_factor=DIV_FACTOR, final_div_factor=FINAL_DIV_FACTOR, cycle_momentum=False,
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     recipe = {
-        "optimizer": "sgd", "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+        "optimizer": optimizer_name, "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
         "momentum": momentum, "nesterov": nesterov, "label_smoothing": label_smoothing, "seed": seed,
         "augment": augment, "schedule": "onecycle", "pct_start": PCT_START, "div_factor": DIV_FACTOR,
         "final_div_factor": FINAL_DIV_FACTOR, "steps_per_epoch": steps,
