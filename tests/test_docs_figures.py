@@ -56,3 +56,14 @@ def test_user_guide_sample_output_is_what_the_tool_prints(monkeypatch, capsys):
     printed = {line.rstrip() for line in capsys.readouterr().out.splitlines()}
     stale = [line for line in shown if line.strip() and line.strip() != "..." and line not in printed]
     assert not stale, f"docs/user_guide.md sample output is stale: {stale[:3]}"
+
+
+def test_readme_transformer_figures_match_the_result_file():
+    spec = importlib.util.spec_from_file_location("transformer_bench", ROOT / "benchmarks" / "transformer_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    doc = json.loads((ROOT / "benchmarks" / "results" / "transformer_bench.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
+    assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/transformer_bench.py --readme"
