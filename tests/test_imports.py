@@ -123,3 +123,19 @@ def test_catalog_lists_the_registry():
     catalog = zoo_models()
     assert list(catalog) == list_models()
     assert all(tuple(default_input_shape(name)) == shape for name, shape in catalog.items())
+
+
+def test_run_folders_refuse_other_settings_in_one_line(tmp_path):
+    """train, supernet, search, quantize and basis share one check (xbarforge.rundir)."""
+    import pytest
+
+    from xbarforge.rundir import OtherSettings, settings_differences, use_settings_file
+
+    assert settings_differences({"a": 1, "b": {"c": 2}}, {"a": 1, "b": {"c": 3}, "d": 4}) == [
+        "b.c: 2 there, 3 now", "d: None there, 4 now"]
+    path = tmp_path / "run" / "config.json"
+    assert use_settings_file(path, {"lr": 0.1, "epochs": 3}) is False
+    assert use_settings_file(path, {"lr": 0.1, "epochs": 3}) is True
+    with pytest.raises(OtherSettings) as info:
+        use_settings_file(path, {"lr": 0.2, "epochs": 3})
+    assert "\n" not in str(info.value) and "holds a run with other settings (lr: 0.1 there, 0.2 now)" in str(info.value)

@@ -215,10 +215,10 @@ def test_resume_refuses_other_settings_and_needs_the_flag(tmp_path):
     _run(tmp_path, 2)
     with pytest.raises(XbarforgeError, match="pass resume"):
         _run(tmp_path, 2)
-    with pytest.raises(XbarforgeError, match=r"seed \(saved 7, now 8\)"):
+    with pytest.raises(XbarforgeError, match=r"seed: 7 there, 8 now"):
         run_nsga2(CARDS, toy, OBJ, population=12, generations=3, seed=8, out_dir=tmp_path, resume=True,
                   progress=False, initial=[[0] * 8], settings={"space": "toy", "budget": 10})
-    with pytest.raises(XbarforgeError, match=r"settings.budget \(saved 10, now 11\)"):
+    with pytest.raises(XbarforgeError, match=r"settings.budget: 10 there, 11 now"):
         run_nsga2(CARDS, toy, OBJ, population=12, generations=3, seed=7, out_dir=tmp_path, resume=True,
                   progress=False, initial=[[0] * 8], settings={"space": "toy", "budget": 11})
     with pytest.raises(XbarforgeError, match="cardinalities"):

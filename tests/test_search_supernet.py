@@ -61,7 +61,7 @@ def test_train_resume_equals_uninterrupted(tmp_path, digits, space, one_thread):
         assert torch.equal(a, b), k
     sp, net, info = load_supernet(part)
     assert sp.to_dict() == space.to_dict() and info["meta"]["dataset"] == "digits"
-    with pytest.raises(XbarforgeError, match="belongs to another supernet run"):
+    with pytest.raises(XbarforgeError, match="holds a run with other settings"):
         train_supernet(space, digits, out_dir=part, **{**kw, "lr": 0.05})
 
 

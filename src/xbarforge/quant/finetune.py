@@ -38,6 +38,7 @@ from xbarforge.quant.accuracy import sample_split
 from xbarforge.quant.fakequant import DEFAULT_CLIP, ClipMethod, attach, calibrate_inputs, check_bits, detach
 from xbarforge.quant.space import policy_runs
 from xbarforge.report.jsonio import dumps, to_jsonable
+from xbarforge.rundir import check_same_settings
 from xbarforge.train.loop import MODEL_FILE, evaluate, has_conv2d, train
 from xbarforge.train.modelio import atomic_write_text, load_model, pick_device, save_model
 
@@ -101,9 +102,8 @@ def finetune(
     if out is not None and (out / RESULT_FILE).exists():
         if resume:
             doc = json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
-            if doc.get("run") != run:
-                raise XbarforgeError(f"{out / RESULT_FILE} belongs to another fine-tuning run; use another output"
-                                     " folder or turn resume off")
+            check_same_settings(out / RESULT_FILE, doc.get("run") or {}, run,
+                                "use another output folder or turn resume off")
             net, _ = load_model(out / MODEL_FILE, device=dev, model=copy.deepcopy(model))
             return net, {**doc["metrics"], "resumed": True}
         (out / RESULT_FILE).unlink()

@@ -16,27 +16,16 @@ from typing import Any
 from torch import nn
 
 from xbarforge.data.bundle import DataBundle
-from xbarforge.errors import XbarforgeError
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.quant.config import QuantConfig
 from xbarforge.quant.search import RESULT_FILE, QuantRun, search
 from xbarforge.quant.space import ChannelBits, policy_from_record
+from xbarforge.rundir import use_settings_file
 from xbarforge.train.modelio import atomic_write_text
 
 
 def _check_config(out: Path, record: dict[str, Any]) -> None:
-    path = out / "config.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
-        if diff:
-            k = diff[0]
-            raise XbarforgeError(
-                f"{out} holds a run with other settings ({k}: {old.get(k)!r} there, {record.get(k)!r} now);"
-                " use another --out or the same settings to resume"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2))
+    use_settings_file(out / "config.json", record)
 
 
 def baselines(run: QuantRun) -> dict[str, Any]:

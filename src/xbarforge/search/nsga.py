@@ -36,6 +36,7 @@ from pymoo.operators.mutation.pm import PM
 
 from xbarforge.errors import XbarforgeError
 from xbarforge.report.progress import Tracker
+from xbarforge.rundir import check_same_settings
 from xbarforge.search.backends import Backend, LocalBackend
 
 STATE_FILE = "state.json"
@@ -226,23 +227,6 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _short(x: Any) -> str:
-    text = json.dumps(x, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _first_difference(saved: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
-    for key in now:
-        if key == "settings":
-            old, new = saved.get("settings") or {}, now["settings"]
-            for k in list(new) + [k for k in old if k not in new]:
-                if old.get(k) != new.get(k):
-                    return f"settings.{k} (saved {_short(old.get(k))}, now {_short(new.get(k))})"
-        elif saved.get(key) != now[key]:
-            return f"{key} (saved {_short(saved.get(key))}, now {_short(now[key])})"
-    return None
-
-
 class _Log:
     """The checkpoint folder: state.json and front.json rewritten atomically, candidates.jsonl appended."""
 
@@ -362,10 +346,7 @@ def run_nsga2(cardinalities: Sequence[int], evaluate: Callable[[list[int]], Eval
         state = json.loads(log.state_path.read_text(encoding="utf-8"))
         if state.get("schema") != SCHEMA:
             raise XbarforgeError(f"{log.state_path}: unknown checkpoint schema {state.get('schema')!r}")
-        diff = _first_difference(state["config"], config)
-        if diff is not None:
-            raise XbarforgeError(f"{log.dir} holds a search with other settings: {diff}; pass the same ones or"
-                                 " use another folder")
+        check_same_settings(log.dir, state["config"], config, "pass the same ones or use another folder")
         digests, counts = list(state["digests"]), list(state["counts"])
         exhausted = bool(state.get("exhausted", False))
         records = log.load_candidates()

@@ -28,6 +28,7 @@ from xbarforge.errors import XbarforgeError
 from xbarforge.hardware import load_hardware
 from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.report.jsonio import read_json, to_jsonable, write_json
+from xbarforge.rundir import check_same_settings
 from xbarforge.search.evaluate import CandidateEvaluator, Constraints, HardwareObjectives, parse_objectives
 from xbarforge.search.nsga import Objective, SearchResult, run_nsga2
 from xbarforge.search.space import Arch, SearchSpace
@@ -162,10 +163,7 @@ def run_search(cfg: SearchConfig, out_dir: str | Path, *, progress: bool = True,
     resume = saved.exists()
     if resume:
         old = SearchConfig.model_validate(read_json(saved))
-        if old.nsga_settings() != cfg.nsga_settings():
-            diff = next(k for k, v in cfg.nsga_settings().items() if old.nsga_settings().get(k) != v)
-            raise XbarforgeError(f"{out} holds a search with other settings ({diff} differs); use another --out"
-                                 " or --resume it as it was")
+        check_same_settings(out, old.nsga_settings(), cfg.nsga_settings(), "use another --out or --resume it as it was")
     write_json(saved, cfg.model_dump())
     console = console or Console(highlight=False, quiet=not progress)
     run = SearchRun(cfg, out, console)

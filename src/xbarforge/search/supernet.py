@@ -33,6 +33,7 @@ from xbarforge.data.bundle import Split
 from xbarforge.errors import XbarforgeError
 from xbarforge.report.jsonio import dumps
 from xbarforge.report.progress import Tracker
+from xbarforge.rundir import check_same_settings
 from xbarforge.search.space import Arch, SearchSpace
 from xbarforge.train.loop import (
     DIV_FACTOR,
@@ -126,11 +127,9 @@ def train_supernet(
         ckpt = out / CHECKPOINT
         if resume and ckpt.exists():
             state = safe_load(ckpt, "checkpoint")
-            if not isinstance(state, dict) or state.get("recipe") != recipe:
-                old = state.get("recipe", {}) if isinstance(state, dict) else {}
-                diff = next((k for k in recipe if old.get(k) != recipe[k]), "format")
-                raise XbarforgeError(f"{ckpt}: belongs to another supernet run ({diff} differs); use another"
-                                     " --out or --no-resume")
+            if not isinstance(state, dict) or "recipe" not in state:
+                raise XbarforgeError(f"{ckpt}: not a supernet training checkpoint; use another --out or --no-resume")
+            check_same_settings(ckpt, state["recipe"], recipe, "use another --out or --no-resume")
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])

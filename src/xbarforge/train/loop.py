@@ -1,4 +1,4 @@
-"""Training and evaluation loops: SGD + one-cycle, checkpoints every epoch, exact resume.
+"""Training and evaluation loops: SGD (or AdamW) + one-cycle, checkpoints every epoch, exact resume.
 
 The recipe (defaults of `train`) reaches 85.1 % test accuracy with ResNet-20 on the JPEG CIFAR-10
 copy in 15 epochs on a 2-core CPU. Randomness comes from `seed` only: the model's dropout and the
@@ -28,6 +28,7 @@ from torch import nn
 from xbarforge.data import DataBundle
 from xbarforge.errors import XbarforgeError
 from xbarforge.report.progress import Tracker
+from xbarforge.rundir import check_same_settings
 from xbarforge.train.modelio import atomic_save, atomic_write_text, pick_device, safe_load, save_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -192,11 +193,6 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + epoch * 7919 + 12345) % (2**63))
 
 
-def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [f"{k} {b.get(k)!r} vs {a.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on conv/linear weights only (not on biases and normalization scales)."""
     decay, no_decay = [], []
@@ -308,12 +304,8 @@ def train(
         if not isinstance(state, dict) or "fingerprint" not in state:
             raise XbarforgeError(f"checkpoint {ckpt_path}: not an xbarforge training checkpoint")
         old = state["fingerprint"]
-        if any(old.get(k) != v for k, v in fingerprint.items()):  # keys added later count as None
-            rest_new = {k: v for k, v in fingerprint.items() if k != "recipe"}
-            rest_old = {k: v for k, v in old.items() if k != "recipe"}
-            diffs = _differences(recipe, old.get("recipe", {})) or _differences(rest_new, rest_old)
-            raise XbarforgeError(f"checkpoint {ckpt_path} belongs to another run ({'; '.join(diffs[:3])});"
-                                 " use another output folder or turn resume off (--no-resume)")
+        check_same_settings(ckpt_path, {k: old.get(k) for k in fingerprint}, fingerprint,  # keys added later: None
+                            "use another output folder or turn resume off (--no-resume)")
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

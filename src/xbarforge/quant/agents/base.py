@@ -20,6 +20,7 @@ import numpy as np
 from xbarforge.errors import XbarforgeError
 from xbarforge.quant.problem import Evaluation, Problem
 from xbarforge.report.progress import Tracker
+from xbarforge.rundir import check_same_settings
 from xbarforge.train.modelio import atomic_save, safe_load
 
 Callback = Callable[[dict[str, Any]], None]
@@ -159,15 +160,7 @@ def load_checkpoint(path: Path, name: str, current: Mapping[str, Any]) -> dict[s
 def check_config(saved: Mapping[str, Any], current: Mapping[str, Any], path: Path) -> None:
     """Refuse to resume a checkpoint written with other settings or for another problem: the run would
     silently stop being the run that was asked for."""
-    differ = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        same = np.array_equal(np.asarray(a), np.asarray(b)) if key == "features" else a == b
-        if not same:
-            differ.append(key)
-    if differ:
-        raise XbarforgeError(f"checkpoint {path} was written by another search (differs in: {', '.join(differ)});"
-                             " delete it or pick another path")
+    check_same_settings(f"checkpoint {path}", saved, current, "delete it or pick another path")
 
 
 class Progress:
