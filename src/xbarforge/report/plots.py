@@ -129,18 +129,25 @@ def plot_occupancy(mapping: Any, path: str | Path, max_crossbars: int = MAX_CROS
         title += f"\nshowing the first {shown} of {total_xbars} crossbars"
     fig.suptitle(title, fontsize=10)
 
+    _layer_legend(fig, cells_by_layer, names, colors, 1 - legend_w / fig_w, empty_cells=True)
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _layer_legend(fig: Any, cells_by_layer: dict[str, int], names: list[str], colors: dict[str, Any], left: float,
+                  empty_cells: bool) -> None:
+    """The legend of an occupancy map: the layers holding the most cells, in network order."""
     largest = sorted(cells_by_layer, key=lambda n: -cells_by_layer[n])[:MAX_LEGEND]
     handles = [Patch(facecolor=colors[n], label=n) for n in sorted(largest, key=names.index)]
     if len(cells_by_layer) > len(largest):
         handles.append(Patch(facecolor="none", edgecolor="none",
                              label=f"(+{len(cells_by_layer) - len(largest)} smaller layers)"))
-    handles.append(Patch(facecolor="#f2f2f2", edgecolor="#555555", label="empty cells"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_w / fig_w, 0.5), fontsize=7,
+    if empty_cells:
+        handles.append(Patch(facecolor="#f2f2f2", edgecolor="#555555", label="empty cells"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(left, 0.5), fontsize=7,
                title="largest layers (cells)", title_fontsize=8, frameon=False)
-    out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
 
 
 def _plot_occupancy_pixels(mapping: Any, path: str | Path, by_round: dict[int, dict[int, list[Any]]],
@@ -183,13 +190,7 @@ def _plot_occupancy_pixels(mapping: Any, path: str | Path, by_round: dict[int, d
     if len(rounds) < len(rounds_all):
         title += f"; first {len(rounds)} of {len(rounds_all)} reprogramming rounds"
     fig.suptitle(title, fontsize=10)
-    largest = sorted(cells_by_layer, key=lambda n: -cells_by_layer[n])[:MAX_LEGEND]
-    handles = [Patch(facecolor=colors[n], label=n) for n in sorted(largest, key=names.index)]
-    if len(cells_by_layer) > len(largest):
-        handles.append(Patch(facecolor="none", edgecolor="none",
-                             label=f"(+{len(cells_by_layer) - len(largest)} smaller layers)"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1 - legend_w / fig_w, 0.5), fontsize=7,
-               title="largest layers (cells)", title_fontsize=8, frameon=False)
+    _layer_legend(fig, cells_by_layer, names, colors, 1 - legend_w / fig_w, empty_cells=False)
     out = Path(path)
     fig.savefig(out, dpi=150)
     plt.close(fig)
