@@ -41,6 +41,7 @@ from xbarforge.cli.common import (
 from xbarforge.cli.compile import add_compile_command, add_demo_command
 from xbarforge.cli.listing import add_models_command, add_presets_command
 from xbarforge.cli.quant import add_quantize_command
+from xbarforge.cli.report import add_report_command
 from xbarforge.cli.search import add_export_command, add_finetune_command, add_search_command, add_supernet_command
 from xbarforge.cli.sim import add_simulate_command, add_sweep_command
 from xbarforge.cli.train import add_train_command
@@ -49,7 +50,7 @@ from xbarforge.errors import XbarforgeError
 COMMANDS: list[Callable[[Any], None]] = [
     add_compile_command, add_presets_command, add_models_command, add_demo_command, add_train_command,
     add_simulate_command, add_sweep_command, add_basis_command, add_quantize_command, add_supernet_command,
-    add_search_command, add_export_command, add_finetune_command,
+    add_search_command, add_export_command, add_finetune_command, add_report_command,
 ]
 
 
