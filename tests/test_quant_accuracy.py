@@ -212,7 +212,7 @@ def test_finetune_3bit_and_resume(trained: nn.Module, digits: DataBundle, test_t
     again, m2 = ft.finetune(trained, digits, bits, 8, epochs=1, out_dir=out, progress=False, device="cpu")
     assert m2["resumed"] and m2["test_accuracy"] == metrics["test_accuracy"]
     assert torch.equal(again.get_submodule("3").weight, loaded.get_submodule("3").weight)
-    with pytest.raises(XbarforgeError, match="another fine-tuning run"):
+    with pytest.raises(XbarforgeError, match=r"holds a run with other settings \(policy_sha256: "):
         ft.finetune(trained, digits, uniform(trained, 4), 8, epochs=1, out_dir=out, progress=False, device="cpu")
     monkeypatch.undo()
     # interrupted after training (no finetune.json): train resumes from its checkpoint, no epoch more
