@@ -239,6 +239,43 @@ def test_batch_amortizes_writes(isaac, toy):
     assert many.cycles_per_inference == pytest.approx(many.latency_ns / isaac.mvm_ns)
 
 
+def test_leakage_during_writes_is_charged_once(isaac, toy):
+    """evaluate()'s one-sample interval includes the writes; write_leakage must not charge them again."""
+    from xbarforge.cost.latency import mapping_timing
+
+    for batch in (1, 64):
+        cost = reprogram_cost(toy, isaac, 2, batch)
+        m = compile_graph(toy, isaac, crossbars=2, samples=(batch,))
+        t = mapping_timing(m)
+        assert cost.writes_charged and t.ticks_per_cycle == 1
+        rate = isaac.energy.leakage_mw_per_crossbar * m.crossbars_used
+        timed_writes_ns = sum(m.write_cycles) * isaac.mvm_ns  # whole cycles, as the latency model counts them
+        compute_leak = rate * (t.interval(batch) * isaac.mvm_ns - (timed_writes_ns if batch == 1 else 0.0))
+        assert cost.compute_by_component_pj["leakage"] == pytest.approx(compute_leak)
+        assert cost.energy_by_component_pj["write_leakage"] == pytest.approx(rate * cost.write_ns / batch)
+        assert cost.energy_by_component_pj["compute"] == pytest.approx(sum(cost.compute_by_component_pj.values()))
+    one = reprogram_cost(toy, isaac, 2, 1)
+    period = mapping_timing(compile_graph(toy, isaac, crossbars=2, samples=(1,))).period * isaac.mvm_ns
+    leak = one.compute_by_component_pj["leakage"] + one.energy_by_component_pj["write_leakage"]
+    assert leak == pytest.approx(isaac.energy.leakage_mw_per_crossbar * one.crossbars_used * (period + one.write_ns))
+
+
+def test_a_given_mapping_is_priced_and_the_compilers_is_the_strongest(isaac, toy):
+    from xbarforge.compiler.rounds import rounds_mapping
+
+    for batch in (1, 64):
+        best = reprogram_cost(toy, isaac, 2, batch)
+        same = reprogram_cost(toy, isaac, 2, batch, mapping=compile_graph(toy, isaac, crossbars=2, samples=(batch,)))
+        assert same.cycles_per_inference == pytest.approx(best.cycles_per_inference)
+        assert same.energy_pj == pytest.approx(best.energy_pj)
+        for partition in ("naive", "isaac-like"):
+            m = rounds_mapping(toy, isaac, 2, [batch], "chain", 0, 2, partition=partition)
+            other = reprogram_cost(toy, isaac, 2, batch, mapping=m)
+            assert other.rounds == m.rounds and other.cycles_per_inference >= best.cycles_per_inference * (1 - 1e-9)
+    with pytest.raises(BasisError, match="mapping: built for"):
+        reprogram_cost(toy, isaac, 3, 1, mapping=compile_graph(toy, isaac, crossbars=2, samples=(1,)))
+
+
 # ---- side by side ----------------------------------------------------------------------------
 
 

@@ -67,3 +67,15 @@ def test_readme_transformer_figures_match_the_result_file():
     readme = (ROOT / "README.md").read_text()
     begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
     assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/transformer_bench.py --readme"
+
+
+def test_basis_docs_imagenet_figures_match_the_result_file():
+    spec = importlib.util.spec_from_file_location("basis_imagenet_bench",
+                                                  ROOT / "benchmarks" / "basis_imagenet_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    doc = json.loads((ROOT / "benchmarks" / "results" / "basis_imagenet_bench.json").read_text())
+    docs = (ROOT / "docs" / "basis.md").read_text()
+    begin, end = docs.index(bench.BEGIN), docs.index(bench.END) + len(bench.END)
+    assert docs[begin:end] == bench.markdown(doc), "run: python benchmarks/basis_imagenet_bench.py --docs-only"

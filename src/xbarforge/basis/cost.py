@@ -30,6 +30,7 @@ from typing import Any
 
 from xbarforge.basis.layout import BasisError, BasisLayout
 from xbarforge.compiler.compile import compile_graph
+from xbarforge.compiler.mapping import Mapping
 from xbarforge.cost.area import chip_area_mm2
 from xbarforge.cost.model import evaluate
 from xbarforge.cost.reprogram import crossbar_write_ns, write_ns
@@ -326,22 +327,31 @@ class ReprogramCost:
         return d
 
 
-def reprogram_cost(graph: LayerGraph, hw: HardwareSpec, crossbars: int, batch: int = 1) -> ReprogramCost:
+def reprogram_cost(graph: LayerGraph, hw: HardwareSpec, crossbars: int, batch: int = 1,
+                   mapping: Mapping | None = None) -> ReprogramCost:
     """Cost of `graph` mapped by the compiler on `crossbars` crossbars, for a batch of `batch`.
 
     The compiler splits a model that does not fit into rounds; each round's crossbars are written
     (write_cost), then its layers run all `batch` samples, streamed as the cost model schedules
     them (evaluate()'s latency for `batch` samples, the fastest static schedule per round). Rounds
     run one after another and a write cannot overlap computing: the crossbars are the same.
+    `mapping`: price this mapping of `graph` on `crossbars` crossbars instead of the compiler's
+    (e.g. `rounds_mapping(..., partition="naive")`, to check the compiler's choice is the strongest).
     """
     _check_batch(batch)
     if isinstance(crossbars, bool) or not isinstance(crossbars, int) or crossbars < 1:
         raise BasisError(f"crossbars: must be a whole number of at least 1 (got {crossbars!r})")
     ns = hw.mvm_ns
-    mapping = compile_graph(graph, hw, crossbars=crossbars, samples=(batch,))
+    if mapping is None:
+        mapping = compile_graph(graph, hw, crossbars=crossbars, samples=(batch,))
+    elif (mapping.model, mapping.hardware, mapping.crossbars_budget or crossbars) != (graph.name, hw.name, crossbars):
+        raise BasisError(f"mapping: built for model '{mapping.model}' on '{mapping.hardware}' with"
+                         f" {mapping.crossbars_budget} crossbars, not '{graph.name}' on '{hw.name}' with {crossbars}")
     ev = evaluate(mapping, hw, samples=(batch,))
-    compute_ns = ev["cycles"][str(batch)] * ns - ev["write_ns"]  # the latency model includes the writes
     writes = mapping.rounds > 1
+    # the latency model includes the writes: mapping.write_cycles per round, in MVM cycles
+    timed_write_ns = sum(mapping.write_cycles) * ns if writes else 0.0
+    compute_ns = ev["cycles"][str(batch)] * ns - timed_write_ns
     used = mapping.round_crossbars()
     round_xbars = tuple(used.get(r, 0) for r in range(mapping.rounds)) if writes else ()
     write_ns, write_pj = 0.0, {"write": 0.0, "verify": 0.0}
@@ -350,12 +360,17 @@ def reprogram_cost(graph: LayerGraph, hw: HardwareSpec, crossbars: int, batch: i
         write_ns += t
         write_pj = {k: write_pj[k] + pj[k] for k in write_pj}
     leak_pj = hw.energy.leakage_mw_per_crossbar * mapping.crossbars_used * write_ns
+    # evaluate()'s leakage spans the interval between samples, which for one sample includes the
+    # writes (Timing.interval(1) = period + write cycles): write_leakage charges those, so take them out
+    counted_twice = hw.energy.leakage_mw_per_crossbar * mapping.crossbars_used * timed_write_ns if batch == 1 else 0.0
     comps = {
         "write": write_pj["write"] / batch,
         "verify": write_pj["verify"] / batch,
         "write_leakage": leak_pj / batch,
-        "compute": ev["energy_pj"],  # per inference, with its own leakage over the compute period
+        "compute": ev["energy_pj"] - counted_twice,  # per inference, with its leakage over the compute period
     }
+    compute_comps = dict(ev["energy_by_component_pj"])
+    compute_comps["leakage"] -= counted_twice
     energy = sum(comps.values())
     batch_ns = write_ns + compute_ns
     latency = batch_ns / batch
@@ -368,7 +383,7 @@ def reprogram_cost(graph: LayerGraph, hw: HardwareSpec, crossbars: int, batch: i
         cycles_per_inference=latency / ns, latency_ns=latency, batch_latency_ns=batch_ns, write_ns=write_ns,
         compute_ns=compute_ns, write_ns_per_crossbar=per_xbar_ns, round_crossbars=round_xbars,
         crossbars_written_per_inference=sum(round_xbars) / batch, energy_pj=energy,
-        energy_by_component_pj=comps, compute_by_component_pj=dict(ev["energy_by_component_pj"]),
+        energy_by_component_pj=comps, compute_by_component_pj=compute_comps,
         area_mm2=area, edp=energy * latency, edap=energy * latency * area, layers=layers,
     )
 

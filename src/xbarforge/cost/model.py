@@ -96,7 +96,7 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         # which static schedule gives latency(k): sequential, periodic, batched, ordered or pipelined
         "schedule_used": {str(k): "+".join(r.schedule_for(k) for r in timing.rounds) for k in samples},
         "latency_ns": lat,
-        "write_ns": sum(timing.write_cycles) * ns,
+        "write_ns": timing.as_cycles(sum(timing.write_cycles)) * ns,
         # cycles between samples in the schedule that gives latency(max k); throughput is its inverse
         "period_cycles": interval,
         "throughput_per_s": 1e9 / (interval * ns) if interval else 0.0,
