@@ -37,7 +37,10 @@ from xbarforge.hardware.spec import HardwareSpec
 from xbarforge.sim.device import off_level
 from xbarforge.sim.layout import LayerLayout
 
-__all__ = ["AnalogLayer", "InputQuant", "NoiseTable", "digit_square_sum", "quantize_input"]
+__all__ = [
+    "AnalogLayer", "InputQuant", "NoiseTable", "digit_square_sum", "live_reads", "quantize_input", "read_digits",
+    "standard_normals",
+]
 
 _CHUNK = 1 << 22  # elements of one chunk's read tensor (T x pixels x columns): stays in cache-sized pieces
 
@@ -56,7 +59,7 @@ def quantize_input(x: torch.Tensor, q: InputQuant, quantize: bool = True) -> tor
     xi = x / q.scale
     lo = -q.levels if q.signed else 0
     if quantize:
-        xi = torch.round(xi)
+        xi.round_()
     return xi.clamp_(lo, q.levels)
 
 
@@ -76,7 +79,7 @@ def digit_square_sum(xi: torch.Tensor, dac_bits: int, cycles: int, nonnegative: 
         return out
     lut = _square_sum_table(dac_bits, cycles, xi.device)
     mag = xi if nonnegative else xi.abs()  # quantize_input already bounds |xi| by the top level
-    return torch.index_select(lut, 0, mag.to(torch.int32).view(-1)).view(xi.shape)  # 3x faster than lut[idx]
+    return torch.index_select(lut, 0, mag.to(torch.int32).reshape(-1)).view(xi.shape)  # 3x faster than lut[idx]
 
 
 _LUT_MAX = 1 << 20
@@ -92,10 +95,48 @@ def _square_sum_table(dac_bits: int, cycles: int, device: torch.device) -> torch
     return out.to(device=device, dtype=torch.float32)
 
 
-def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
+def digit_planes(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
     """(G, m, R) non-negative integers -> (G, T, m, R) dac_bits-wide digits, least significant first."""
     shifts = torch.arange(cycles, dtype=torch.int32, device=xi.device).mul_(dac_bits).view(1, cycles, 1, 1)
-    return ((xi.to(torch.int32).unsqueeze(1) >> shifts) & (2**dac_bits - 1)).to(torch.float32)
+    return (xi.to(torch.int32).unsqueeze(1) >> shifts).bitwise_and_(2**dac_bits - 1)
+
+
+def _digits(xi: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor:
+    """`digit_planes` as float32."""
+    return digit_planes(xi, dac_bits, cycles).to(torch.float32)
+
+
+def live_reads(x: torch.Tensor, dac_bits: int, cycles: int) -> torch.Tensor | None:
+    """Flat (cycle, pixel) indices of the reads of `x` (G, m, rows) that can drive a row; None if all can.
+
+    Digit t of an input is nonzero only if the input is at least 2**(t d), so the high digits of
+    pixels whose inputs are all small drive no row of the tile: such a read is exactly 0 (no
+    arithmetic, noise or conversion error), and skipping it changes no result. A read kept here
+    may still be 0 (a digit of a large input can be 0); that only costs time.
+    """
+    top = x.amax(-1).amax(0)  # (m,) largest input of each pixel over the tile's rows and groups
+    if dac_bits:
+        thresholds = torch.tensor([1 << (t * dac_bits) for t in range(cycles)], device=x.device)
+        live = top.unsqueeze(0) >= thresholds.unsqueeze(1)  # (T, m)
+    else:  # analog inputs: one read per pixel
+        live = (top > 0).unsqueeze(0)
+    return None if bool(live.all()) else live.flatten().nonzero().squeeze(1)
+
+
+def read_digits(x: torch.Tensor, dac_bits: int, cycles: int, reads: torch.Tensor | None) -> torch.Tensor:
+    """(G, reads, rows) float32 digits each read applies, for `reads` = flat (cycle, pixel) indices (None: all).
+
+    `x` (G, m, rows): int32 input magnitudes when bit-serial (dac_bits > 0), else the analog inputs.
+    Rows come cycle-major (all pixels of cycle 0 first), as the shift-add expects.
+    """
+    if not dac_bits:
+        return x if reads is None else x.index_select(1, reads)
+    if reads is None:
+        return _digits(x, dac_bits, cycles).flatten(1, 2)
+    m = x.shape[1]
+    shifts = torch.div(reads, m, rounding_mode="floor").to(torch.int32).mul_(dac_bits).view(1, -1, 1)
+    chosen = x.index_select(1, reads.remainder(m))
+    return (chosen >> shifts).bitwise_and_(2**dac_bits - 1).to(torch.float32)
 
 
 _RANDN_PARTS = 4  # fixed, so the draws do not depend on the thread count
@@ -103,7 +144,7 @@ _RANDN_PARALLEL_MIN = 1 << 20
 _randn_pool: ThreadPoolExecutor | None = None
 
 
-def _randn(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def standard_normals(shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Standard normals on `device`, drawn from `generator` wherever that generator lives.
 
     Large CPU draws are split into a fixed number of parts, each from its own generator seeded by
@@ -141,12 +182,12 @@ class NoiseTable:
     """
 
     def __init__(self, size: int, seed: int, device: torch.device) -> None:
-        self.values = _randn(torch.Size([size]), torch.Generator().manual_seed(seed), device)
+        self.values = standard_normals(torch.Size([size]), torch.Generator().manual_seed(seed), device)
 
     def draw(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor:
         n, size = math.prod(shape), self.values.numel()
         if 2 * n > size:  # too large to read at a random offset: draw afresh
-            return _randn(shape, generator, self.values.device)
+            return standard_normals(shape, generator, self.values.device)
         gen_device = generator.device if generator is not None else torch.device("cpu")
         offset = int(torch.randint(0, size - n + 1, (1,), generator=generator, device=gen_device))
         return self.values[offset : offset + n].view(shape)
@@ -174,6 +215,7 @@ class AnalogLayer:
         self.adc_step: torch.Tensor | None = None  # (row tiles, G, Cp [+1])
         self.adc_error: torch.Tensor | None = None  # calibrated conversion error variance, same shape
         self._fast: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
+        self._fast_out: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
         self._qweight: torch.Tensor | None = None
         self._scaled: list[torch.Tensor] | None = None
         self.exact_macs = 0  # multiply-accumulates exact mode has done (reads and read-noise variances)
@@ -205,7 +247,13 @@ class AnalogLayer:
     def program(self, cells: torch.Tensor, ref: torch.Tensor | None) -> None:
         """Install one chip instance's programmed cells (level units, as `layout.gather` returns)."""
         self.cells = self._cat(cells, ref).to(self.device)
-        self._fast = None
+        self._fast = self._fast_out = None
+        self._scaled = None
+
+    def calibrate(self, quant: InputQuant, adc_step: torch.Tensor | None, adc_error: torch.Tensor | None) -> None:
+        """Install the input quantizer and ADC calibration (what is derived from them is rebuilt)."""
+        self.input, self.adc_step, self.adc_error = quant, adc_step, adc_error
+        self._fast = self._fast_out = None
         self._scaled = None
 
     # ---- decoding shared by both modes ----
@@ -231,54 +279,87 @@ class AnalogLayer:
         g, m_all, _ = xg.shape
         acc = torch.zeros(g, m_all, self.layer.cols_per_group, device=xg.device)
         parts = [(xg.clamp(min=0), 1.0), ((-xg).clamp(min=0), -1.0)] if self.input.signed else [(xg, 1.0)]
-        t_cycles = self.cycles
         cp1 = self.cells.shape[-1]
-        chunk = max(1, _CHUNK // (t_cycles * max(cp1, max(b - a for a, b in self.layout.row_tiles))))
+        chunk = max(1, _CHUNK // (self.cycles * max(cp1, max(b - a for a, b in self.layout.row_tiles))))
         for part, sign in parts:
+            mags = part.to(torch.int32) if self.dac_bits else part  # what the DACs apply, as digits come from
             for m0 in range(0, m_all, chunk):
                 xc = part[:, m0 : m0 + chunk]
-                acc[:, m0 : m0 + chunk] += sign * self._exact_chunk(xc, t_cycles, generator)
+                acc[:, m0 : m0 + chunk] += sign * self._exact_chunk(xc, mags[:, m0 : m0 + chunk], generator)
         y = acc.permute(1, 0, 2).reshape(m_all, self.layer.out_channels) * (self.w_scale * self.input.scale)
         if self.bias is not None:
             y = y + self.bias
         return fold(y)
 
-    def _scaled_cells(self) -> list[torch.Tensor]:
-        """Per row tile, the cells divided by the ADC step: reads then come out in ADC codes."""
+    def _scaled_cells(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per row tile, the cells divided by the ADC step (reads then come out in ADC codes) and,
+        with read noise, their squares; both depend only on the programmed chip, so they are built
+        once per chip. One-bit digits are their own squares, so then both sit side by side and one
+        matrix product gives every read and its noise variance."""
         if self._scaled is None:
             tiles = self.layout.row_tiles
             if self.hw.nonideal.adc and self.adc_step is not None:
                 steps = self.adc_step.unsqueeze(2)  # (row tiles, G, 1, Cp[+1])
-                self._scaled = [self.cells[:, r0:r1] / steps[ti] for ti, (r0, r1) in enumerate(tiles)]
+                scaled = [self.cells[:, r0:r1] / steps[ti] for ti, (r0, r1) in enumerate(tiles)]
             else:
-                self._scaled = [self.cells[:, r0:r1] for r0, r1 in tiles]
+                scaled = [self.cells[:, r0:r1] for r0, r1 in tiles]
+            if not self.hw.nonideal.read_noise:
+                self._scaled = [(c, None) for c in scaled]
+            elif self.dac_bits == 1:
+                self._scaled = [(torch.cat((c, c * c), dim=-1), None) for c in scaled]
+            else:
+                self._scaled = [(c, c * c) for c in scaled]
         return self._scaled
 
-    def _exact_chunk(self, xc: torch.Tensor, t_cycles: int, generator: torch.Generator | None) -> torch.Tensor:
-        ni = self.hw.nonideal
+    def _exact_chunk(self, xc: torch.Tensor, mags: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(G, m, C_out/G) integer-domain outputs of the pixels `xc` (G, m, R); `mags` the same inputs
+        as the DACs apply them (int32 when bit-serial).
+
+        Per row tile: the digits of the reads that drive a row (the others read exactly 0 and are
+        left out), one matrix product per read, noise and ADC, then the shift-add over cycles."""
         g, m, _ = xc.shape
-        d = self.dac_bits
-        digits = _digits(xc, d, t_cycles) if d else xc.unsqueeze(1)  # (G, T, m, R)
+        t_cycles, d = self.cycles, self.dac_bits
         cycle_w = torch.tensor([float(2 ** (t * d)) for t in range(t_cycles)], device=xc.device).view(1, 1, t_cycles)
         out = torch.zeros(g, m, self.layer.cols_per_group, device=xc.device)
-        adc = ni.adc and self.adc_step is not None
-        top = 2 ** (self.hw.precision.adc_bits - (1 if self.bipolar else 0))
+        adc = self.hw.nonideal.adc and self.adc_step is not None
         for ti, ((r0, r1), cells) in enumerate(zip(self.layout.row_tiles, self._scaled_cells(), strict=True)):
-            drive = digits[..., r0:r1].reshape(g, t_cycles * m, r1 - r0)
-            reads = drive @ cells  # (G, T*m, Cp[+1]), in ADC codes when the ADC is on
-            self.exact_macs += drive.numel() * cells.shape[-1] * (2 if ni.read_noise else 1)
-            if ni.read_noise:  # each read's noise: sigma^2 * sum_i drive_i^2 cell_i^2, drawn per read
-                sq = drive if d == 1 else drive * drive  # one-bit digits are their own squares
-                std = (sq @ (cells * cells)).sqrt_()
-                reads.addcmul_(std, _randn(std.shape, generator, std.device), value=ni.read_noise)
-            if adc:
-                reads.round_().clamp_(-top if self.bipolar else 0, top - 1)
-            vals = (cycle_w @ reads.view(g, t_cycles, -1)).view(g, m, -1)  # shift-add over input cycles
+            live = live_reads(mags[..., r0:r1], d, t_cycles)
+            codes = self._read(read_digits(mags[..., r0:r1], d, t_cycles, live), *cells, generator)
+            if live is not None:  # reads left out are 0
+                codes = torch.zeros(g, t_cycles * m, codes.shape[-1], device=xc.device).index_copy_(1, live, codes)
+            elif not codes.is_contiguous():
+                codes = codes.contiguous()
+            vals = (cycle_w @ codes.view(g, t_cycles, -1)).view(g, m, -1)  # shift-add over input cycles
             if adc:
                 assert self.adc_step is not None
                 vals = vals * self.adc_step[ti].unsqueeze(1)
             out += self._decode(vals, xc[..., r0:r1].sum(-1))
+        self.exact_macs += t_cycles * m * self.cells.shape[1] * self.cells.shape[-1] * g * (
+            2 if self.hw.nonideal.read_noise else 1)
         return out
+
+    def _read(self, drive: torch.Tensor, cells: torch.Tensor, squares: torch.Tensor | None,
+              generator: torch.Generator | None) -> torch.Tensor:
+        """(G, reads, Cp[+1]) what the ADC outputs for each read of `drive` (G, reads, rows).
+
+        `cells`, `squares` as `_scaled_cells` gives them (cells and squares side by side when
+        `squares` is None and there is read noise)."""
+        ni = self.hw.nonideal
+        if ni.read_noise:  # each read's noise: sigma^2 * sum_i drive_i^2 cell_i^2, drawn per read
+            if squares is None:  # one-bit digits: reads and variances from one product
+                both = drive @ cells
+                cols = cells.shape[-1] // 2
+                reads, var = both[..., :cols], both[..., cols:]
+            else:
+                reads, var = drive @ cells, (drive * drive) @ squares
+            std = var.sqrt_()
+            reads.addcmul_(std, standard_normals(std.shape, generator, std.device), value=ni.read_noise)
+        else:
+            reads = drive @ cells
+        if ni.adc and self.adc_step is not None:
+            top = 2 ** (self.hw.precision.adc_bits - (1 if self.bipolar else 0))
+            reads.round_().clamp_(-top if self.bipolar else 0, top - 1)
+        return reads
 
     # ---- fast mode ----
 
@@ -316,22 +397,33 @@ class AnalogLayer:
 
     def forward_fast(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         assert self.input is not None, "calibrate before running"
-        ni = self.hw.nonideal
-        w, noise_w, adc_var = self._fast_weights()
-        xi = quantize_input(x, self.input, ni.quantize_inputs)
-        scale = self.w_scale * self.input.scale
-        y = self._apply(xi, w * scale, self.bias)
-        if noise_w is None and adc_var is None:
+        w, noise_w, adc_bias = self._fast_scaled()
+        xi = quantize_input(x, self.input, self.hw.nonideal.quantize_inputs)
+        y = self._apply(xi, w, self.bias)
+        if noise_w is None and adc_bias is None:
             return y
-        adc_bias = None if adc_var is None else adc_var * scale**2  # a constant variance per output
         if noise_w is not None:
             sq = digit_square_sum(xi, self.dac_bits, self.cycles, not self.input.signed) if self.dac_bits else xi * xi
-            var = self._apply(sq, noise_w * scale**2, adc_bias)
+            std = self._apply(sq, noise_w, adc_bias).sqrt_()
         else:
             assert adc_bias is not None
-            var = self._per_channel(adc_bias, y).expand_as(y)
-        noise = self.noise.draw(y.shape, generator) if self.noise is not None else _randn(y.shape, generator, y.device)
-        return torch.addcmul(y, var.sqrt_() if noise_w is not None else var.sqrt(), noise)
+            std = self._per_channel(adc_bias, y).sqrt().expand_as(y)
+        if self.noise is not None:
+            noise = self.noise.draw(y.shape, generator)
+        else:
+            noise = standard_normals(y.shape, generator, y.device)
+        return y.addcmul_(std, noise)
+
+    def _fast_scaled(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """`_fast_weights` in the output's units (the weight times the input and weight scales; variances
+        times their squares), built once per chip and calibration rather than on every call."""
+        if self._fast_out is None:
+            assert self.input is not None
+            w, noise_w, adc_var = self._fast_weights()
+            scale = self.w_scale * self.input.scale
+            self._fast_out = (w * scale, None if noise_w is None else noise_w * scale**2,
+                              None if adc_var is None else adc_var * scale**2)
+        return self._fast_out
 
     def _per_channel(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """A per-output-channel vector shaped to broadcast against the layer's output."""

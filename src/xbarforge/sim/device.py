@@ -19,6 +19,8 @@ it is drawn per read by the simulator.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -28,7 +30,8 @@ from xbarforge.hardware.spec import HardwareSpec
 __all__ = ["level_unit_us", "off_level", "program_cells", "program_chip"]
 
 K = TypeVar("K")
-_IR_BATCH = 64  # crossbars per IR-drop call
+_IR_BATCH_CELLS = 1 << 19  # cells per IR-drop call: 8 crossbars of 256x256 (see ir_drop_batches)
+_ir_pool: ThreadPoolExecutor | None = None
 
 
 def level_unit_us(hw: HardwareSpec) -> float:
@@ -80,18 +83,40 @@ def program_chip(levels: dict[K, torch.Tensor], hw: HardwareSpec, generator: tor
                  ) -> dict[K, torch.Tensor]:
     """Every crossbar of one chip instance (keys in sorted order draw from `generator` in turn).
 
-    IR drop is applied last, to all crossbars in one batched call: it depends on the conductances
-    actually programmed (faults and variation included), not on the inputs (see ir_drop.py).
+    IR drop is applied last, to all crossbars, in small batches (`ir_drop_batches`): it depends on
+    the conductances actually programmed (faults and variation included), not on the inputs.
     """
     keys = sorted(levels)
     cells = {k: program_cells(levels[k], hw, generator) for k in keys}
     if hw.nonideal.ir_drop and hw.crossbar.wire_ohm > 0 and keys:
-        from xbarforge.sim.ir_drop import ir_drop_factors
-
-        for i in range(0, len(keys), _IR_BATCH):  # batched, but bounded: the solver keeps ~25 copies
-            part = keys[i : i + _IR_BATCH]
-            stack = torch.stack([cells[k] for k in part])
-            siemens = stack.abs().to(torch.float64) * (level_unit_us(hw) * 1e-6)
-            stack = stack * ir_drop_factors(siemens, hw.crossbar.wire_ohm).to(stack.dtype)
+        parts = _chunks(keys, max(1, _IR_BATCH_CELLS // cells[keys[0]].numel()))
+        stacks = [torch.stack([cells[k] for k in part]) for part in parts]
+        for part, stack in zip(parts, ir_drop_batches(stacks, hw), strict=True):
             cells.update(zip(part, stack.unbind(0), strict=True))
     return cells
+
+
+def ir_drop_batches(stacks: list[torch.Tensor], hw: HardwareSpec) -> list[torch.Tensor]:
+    """Each (B, rows, cols) stack of programmed crossbars (level units) with its IR-drop attenuation.
+
+    The solver's work is a few dozen element-wise passes over float32 copies of the batch: batches
+    of half a million cells keep them in cache while the per-call overhead stays small, and a small
+    thread pool runs batches side by side (each crossbar's factors are the same whatever batch it
+    is in).
+    """
+    from xbarforge.sim.ir_drop import ir_drop_factors
+
+    def attenuate(stack: torch.Tensor) -> torch.Tensor:
+        siemens = stack.abs().to(torch.float32) * (level_unit_us(hw) * 1e-6)
+        return stack * ir_drop_factors(siemens, hw.crossbar.wire_ohm).to(stack.dtype)
+
+    global _ir_pool
+    if len(stacks) < 2:
+        return [attenuate(s) for s in stacks]
+    if _ir_pool is None:
+        _ir_pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    return list(_ir_pool.map(attenuate, stacks))
+
+
+def _chunks(keys: list[K], size: int) -> list[list[K]]:
+    return [keys[i : i + size] for i in range(0, len(keys), size)]

@@ -157,11 +157,7 @@ class _Wires:
 
     def __init__(self, y: torch.Tensor, r: float) -> None:
         self.y, self.r = y, r
-        ys = y.unbind(-1)
-        rho = [ys[-1]]
-        for yk in reversed(ys[:-1]):
-            rho.append(yk + rho[-1] / (1 + r * rho[-1]))
-        a = 1 / (1 + r * torch.stack(rho[::-1], -1))
+        a = 1 / (1 + r * _admittances(y, r))
         self.p = torch.cumprod(a, -1)  # voltage profile of the wire driven at 1 V with shunts to 0 V
         self.p_prev = F.pad(self.p[..., :-1], (1, 0), value=1.0)
 
@@ -176,6 +172,27 @@ class _Wires:
         """The wire's nodal matrix times x, driver at 0 V (inverse of `solve` with source 0)."""
         d = x - F.pad(x[..., :-1], (1, 0))  # r * current of segment k
         return (d - F.pad(d[..., 1:], (0, 1))) / self.r + self.y * x
+
+
+def _admittances(y: torch.Tensor, r: float) -> torch.Tensor:
+    """rho[k] = y[k] + rho[k+1] / (1 + r rho[k+1]) along the last dim, from the open end back.
+
+    A sequential recurrence of one small step per node: on the CPU it runs in numpy, whose
+    per-call cost is a fifth of torch's (the same IEEE operations in the same order, so the same
+    numbers).
+    """
+    if y.device.type != "cpu":
+        ys = y.unbind(-1)
+        rho = [ys[-1]]
+        for yk in reversed(ys[:-1]):
+            rho.append(yk + rho[-1] / (1 + r * rho[-1]))
+        return torch.stack(rho[::-1], -1)
+    yn = y.movedim(-1, 0).contiguous().numpy()
+    rho = np.empty_like(yn)
+    rho[-1] = yn[-1]
+    for k in range(len(yn) - 2, -1, -1):
+        rho[k] = yn[k] + rho[k + 1] / (1 + r * rho[k + 1])
+    return torch.from_numpy(rho).movedim(0, -1)
 
 
 def _to_cols(x: torch.Tensor) -> torch.Tensor:
@@ -209,8 +226,10 @@ def ir_drop_factors(
     The factor is the voltage a cell sees, relative to the drive, with every row driven equally
     (module docstring). `activity` (mean drive of a row relative to full scale) is accepted for
     callers that know it, but it does not change the factors: the circuit is linear, so scaling
-    the drive scales every voltage. Solved to relative residual `tol` in float64, no gradient;
-    returned in g's dtype. 256x256: about 10 ms on one CPU core.
+    the drive scales every voltage. Solved to relative residual `tol` without gradient, in float64
+    for float64 `g` and otherwise in float32 (2 to 3 times faster; the factors differ from the
+    float64 solve by about 1e-6, below a float32 cell's resolution), falling back to float64 where
+    float32 does not converge; returned in g's dtype. 256x256: about 5 ms on one CPU core.
     """
     r = _check_wire(r_wire)
     if not 0 < activity <= 1:
@@ -220,41 +239,51 @@ def ir_drop_factors(
     if r == 0.0:
         return torch.ones_like(g, dtype=out_dtype)
     with torch.no_grad():
-        g64 = g.to(torch.float64)
-        rows, cols = _Wires(g64, r), _Wires(_to_cols(g64), r)
-
-        def col_voltages(vr: torch.Tensor) -> torch.Tensor:
-            return _from_cols(cols.solve(_to_cols(g64 * vr)))
-
-        def schur(x: torch.Tensor) -> torch.Tensor:  # row-node system with the column nodes eliminated
-            return rows.apply(x) - g64 * col_voltages(x)
-
-        def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return (a * b).sum((-2, -1), keepdim=True)
-
-        tiny = torch.finfo(torch.float64).tiny
-        b = torch.zeros_like(g64)
-        b[..., 0] = 1.0 / r  # every row driven at 1 V
-        x = rows.solve(torch.zeros_like(g64), 1.0)  # start: each row wire alone over grounded columns
-        res = b - schur(x)
-        z = rows.solve(res)
-        p, rz = z, dot(res, z)
-        threshold = tol**2 * dot(b, rows.solve(b))
-        for _ in range(max_iter):
-            done = rz <= threshold
-            if bool(done.all()):
-                break
-            q = schur(p)
-            alpha = torch.where(done, 0.0, rz / dot(p, q).clamp_min(tiny))
-            x, res = x + alpha * p, res - alpha * q
-            z = rows.solve(res)
-            rz_new = dot(res, z)
-            p = z + torch.where(done, 0.0, rz_new / rz.clamp_min(tiny)) * p
-            rz = rz_new
-        if not bool((rz <= threshold).all()):
+        if g.dtype != torch.float64:
+            x, converged = _row_voltages(g.to(torch.float32), r, tol, max_iter)
+            if converged:
+                return x.clamp_(min_factor, 1.0).to(out_dtype)
+        x, converged = _row_voltages(g.to(torch.float64), r, tol, max_iter)
+        if not converged:
             warnings.warn(f"ir_drop_factors: not converged to tol={tol} in {max_iter} iterations", stacklevel=2)
-        f = (x - col_voltages(x)).clamp(min_factor, 1.0)
-    return f.to(out_dtype)
+    return x.clamp_(min_factor, 1.0).to(out_dtype)
+
+
+def _row_voltages(g: torch.Tensor, r: float, tol: float, max_iter: int) -> tuple[torch.Tensor, bool]:
+    """Cell voltages (row node minus column node) with every row driven at 1 V, in g's dtype, and
+    whether conjugate gradients reached relative residual `tol` (module docstring)."""
+    rows, cols = _Wires(g, r), _Wires(_to_cols(g), r)
+
+    def col_voltages(vr: torch.Tensor) -> torch.Tensor:
+        return _from_cols(cols.solve(_to_cols(g * vr)))
+
+    def schur(x: torch.Tensor) -> torch.Tensor:  # row-node system with the column nodes eliminated
+        return rows.apply(x) - g * col_voltages(x)
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).sum((-2, -1), keepdim=True)
+
+    tiny = torch.finfo(g.dtype).tiny
+    b = torch.zeros_like(g)
+    b[..., 0] = 1.0 / r  # every row driven at 1 V
+    x = rows.solve(torch.zeros_like(g), 1.0)  # start: each row wire alone over grounded columns
+    res = b - schur(x)
+    z = rows.solve(res)
+    p, rz = z, dot(res, z)
+    threshold = tol**2 * dot(b, rows.solve(b))
+    for _ in range(max_iter):
+        done = rz <= threshold
+        if bool(done.all()):
+            break
+        q = schur(p)
+        alpha = torch.where(done, 0.0, rz / dot(p, q).clamp_min(tiny))
+        x, res = x + alpha * p, res - alpha * q
+        z = rows.solve(res)
+        rz_new = dot(res, z)
+        p = z + torch.where(done, 0.0, rz_new / rz.clamp_min(tiny)) * p
+        rz = rz_new
+    converged = bool((rz <= threshold).all()) and bool(torch.isfinite(x).all())
+    return x - col_voltages(x), converged
 
 
 def first_order_factors(g: torch.Tensor, r_wire: float, min_factor: float = 1e-4) -> torch.Tensor:

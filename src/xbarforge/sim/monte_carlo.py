@@ -23,7 +23,7 @@ from torch import nn
 from xbarforge.compiler.mapping import Mapping
 from xbarforge.hardware.loader import override
 from xbarforge.hardware.spec import HardwareSpec
-from xbarforge.sim.simulator import LayerHardware, Mode, Simulator
+from xbarforge.sim.simulator import LayerHardware, Mode, Simulator, SimulatorCache, programming_key
 
 __all__ = ["SWEEP_ALIASES", "AccuracyReport", "apply_setting", "simulate_accuracy", "sweep"]
 
@@ -95,17 +95,21 @@ def simulate_accuracy(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: to
                       setting: dict[str, Any] | None = None,
                       progress: Callable[[int], None] | None = None,
                       reference_cache: dict[tuple[Any, ...], tuple[float, float]] | None = None,
-                      layer_hardware: LayerHardware | None = None) -> AccuracyReport:
+                      layer_hardware: LayerHardware | None = None,
+                      cache: SimulatorCache | None = None) -> AccuracyReport:
     """Accuracy of `model` on (x, y): float, quantized, and on `chips` chip instances.
 
     `calibration` (inputs from the training side, never the evaluation set) fixes the input
     quantizers and ADC ranges. Chip instance k uses seed `seed + k` for programming and for read
     noise, so every number can be reproduced. A chip without device noise is programmed once.
     `layer_hardware` = {layer name: spec} runs those layers on other hardware (see `Simulator`).
+    `cache` shares calibrations and programmed chips with other calls on the same model and
+    calibration set (as `sweep` does).
     """
     start = time.perf_counter()
-    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, calibration=calibration, device=device,
-                    layer_hardware=layer_hardware)
+    sim = Simulator(model, hw, tuple(x.shape[1:]), mapping=mapping, device=device,
+                    layer_hardware=layer_hardware, cache=cache)
+    sim.program(seed).calibrate(calibration)  # chip `seed` first: calibrating alone would program chip 0
     # float and quantized accuracy depend only on the bit widths (a sweep over devices reuses them)
     key: tuple[Any, ...] = (hw.precision.weight_bits, hw.precision.activation_bits, hw.nonideal.quantize_inputs)
     if layer_hardware:  # layers on other specs may quantize differently
@@ -147,24 +151,46 @@ def sweep(model: nn.Module, hw: HardwareSpec, x: torch.Tensor, y: torch.Tensor, 
     alike (sweeping `crossbar` therefore gives every layer that size).
     """
     names = list(vary)
-    points = list(itertools.product(*(vary[n] for n in names)))
-    reports = []
-    cache: dict[tuple[Any, ...], tuple[float, float]] = {}
-    for values in points:
-        setting = dict(zip(names, values, strict=True))
-        point_hw = _apply_all(hw, setting)
-        point_layers = None
-        if layer_hardware is not None:
-            done: dict[int, HardwareSpec] = {id(hw): point_hw}  # one re-validation per spec object
-            point_layers = {}
-            for name, spec in layer_hardware.items():
-                if id(spec) not in done:
-                    done[id(spec)] = _apply_all(spec, setting)
-                point_layers[name] = done[id(spec)]
-        reports.append(simulate_accuracy(model, point_hw, x, y, calibration=calibration, chips=chips, mode=mode,
-                                         seed=seed, batch_size=batch_size, setting=setting, progress=progress,
-                                         reference_cache=cache, layer_hardware=point_layers))
-    return reports
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*(vary[n] for n in names))]
+    specs = [_point_specs(hw, layer_hardware, setting) for setting in points]
+    reports: list[AccuracyReport | None] = [None] * len(points)
+    reference: dict[tuple[Any, ...], tuple[float, float]] = {}
+    groups = 1 + (len({id(spec) for spec in layer_hardware.values()}) if layer_hardware else 0)
+    shared = SimulatorCache(max_chips=chips * groups)  # one model and calibration set: shared calibrations, chips
+    for i in _reuse_order(specs):
+        point_hw, point_layers = specs[i]
+        reports[i] = simulate_accuracy(model, point_hw, x, y, calibration=calibration, chips=chips, mode=mode,
+                                       seed=seed, batch_size=batch_size, setting=points[i], progress=progress,
+                                       reference_cache=reference, layer_hardware=point_layers, cache=shared)
+    return [r for r in reports if r is not None]
+
+
+def _point_specs(hw: HardwareSpec, layer_hardware: LayerHardware | None, setting: dict[str, Any]
+                 ) -> tuple[HardwareSpec, dict[str, HardwareSpec] | None]:
+    """The chip of one grid point: `hw` and every spec of `layer_hardware` with `setting` applied."""
+    point_hw = _apply_all(hw, setting)
+    if layer_hardware is None:
+        return point_hw, None
+    done: dict[int, HardwareSpec] = {id(hw): point_hw}  # one re-validation per spec object
+    point_layers = {}
+    for name, spec in layer_hardware.items():
+        if id(spec) not in done:
+            done[id(spec)] = _apply_all(spec, setting)
+        point_layers[name] = done[id(spec)]
+    return point_hw, point_layers
+
+
+def _reuse_order(specs: list[tuple[HardwareSpec, dict[str, HardwareSpec] | None]]) -> list[int]:
+    """Grid points in an order that runs points with the same programmed chips one after another
+    (the chip cache keeps only a few chips); otherwise the grid order."""
+    def key(i: int) -> str:
+        point_hw, layers = specs[i]
+        return programming_key(point_hw) + "".join(programming_key(s) for s in (layers or {}).values())
+
+    first: dict[str, int] = {}
+    for i in range(len(specs)):
+        first.setdefault(key(i), i)
+    return sorted(range(len(specs)), key=lambda i: (first[key(i)], i))
 
 
 def _apply_all(hw: HardwareSpec, setting: dict[str, Any]) -> HardwareSpec:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from collections.abc import Mapping as MappingOf
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,12 +36,13 @@ from xbarforge.graph.capture import capture
 from xbarforge.graph.fx_capture import TraceFailure, trace_module
 from xbarforge.graph.layer_graph import Layer, LayerGraph
 from xbarforge.hardware.spec import HardwareSpec
-from xbarforge.sim.analog import AnalogLayer, NoiseTable
-from xbarforge.sim.calibrate import adc_calibration, input_quant
+from xbarforge.sim.analog import AnalogLayer, InputQuant, NoiseTable
+from xbarforge.sim.calibrate import ReadBuffer, adc_calibration, input_quant
 from xbarforge.sim.device import off_level, program_chip
 from xbarforge.sim.layout import LayerLayout, layer_layouts
 
-__all__ = ["LayerHardware", "Mode", "Simulator", "SimulationError", "pick_device", "stream_seed"]
+__all__ = ["LayerHardware", "Mode", "SimulationError", "Simulator", "SimulatorCache", "calibration_key", "pick_device",
+           "programming_key", "stream_seed"]
 
 Mode = Literal["fast", "exact", "quantized", "float"]
 _CALIBRATION_PIXELS = 4096  # calibration inputs kept per conv layer for ADC ranges
@@ -97,6 +98,43 @@ def _spec_key(hw: HardwareSpec) -> str:
     return hw.model_dump_json(include={"crossbar", "precision", "nonideal"})
 
 
+@dataclass
+class SimulatorCache:
+    """What simulators of one model and one calibration set can share (the points of a sweep).
+
+    Calibration depends on the model, the calibration inputs and the converter and crossbar
+    settings, not on the devices: a sweep over variation, read noise, faults, drift or IR drop
+    calibrates once. A programmed chip depends on the crossbar and device settings and the seed,
+    not on the converters: a sweep over ADC or DAC bits programs each chip once. Every entry is
+    keyed by exactly the settings it depends on, so sharing changes no result.
+    """
+
+    float_pass: dict[int, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = field(default_factory=dict)
+    adc: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    chips: dict[tuple[Any, ...], dict[CrossbarKey, torch.Tensor]] = field(default_factory=dict)
+    max_chips: int = 8  # programmed chips kept (ResNet-20 on isaac: 15 MB each)
+
+    def keep_chip(self, key: tuple[Any, ...], cells: dict[CrossbarKey, torch.Tensor]) -> None:
+        self.chips[key] = cells
+        while len(self.chips) > self.max_chips:
+            del self.chips[next(iter(self.chips))]
+
+
+_ADC_KEYS = {"quantize_inputs", "adc", "adc_range", "adc_percentile"}  # nonideal keys calibration reads
+
+
+def calibration_key(hw: HardwareSpec) -> str:
+    """The settings an ADC calibration depends on (crossbar contents and converters, not devices)."""
+    return hw.model_dump_json(include={"crossbar": {f for f in type(hw.crossbar).model_fields if f != "wire_ohm"},
+                                       "precision": True, "nonideal": _ADC_KEYS})
+
+
+def programming_key(hw: HardwareSpec) -> str:
+    """The settings a programmed chip depends on (cells and devices, not converters)."""
+    devices = {f for f in type(hw.nonideal).model_fields if f not in _ADC_KEYS and f != "read_noise"}
+    return hw.model_dump_json(include={"crossbar": True, "precision": {"weight_bits"}, "nonideal": devices})
+
+
 def _group_specs(graph: LayerGraph, hw: HardwareSpec, layer_hardware: LayerHardware | None
                  ) -> list[tuple[HardwareSpec, int, list[str]]]:
     """(spec, stream, layer names) per distinct spec; the group on `hw` is stream 0, the others
@@ -138,7 +176,9 @@ class Simulator:
     def __init__(self, model: nn.Module, hw: HardwareSpec, input_shape: tuple[int, ...] | None = None, *,
                  mapping: Mapping | None = None, graph: LayerGraph | None = None,
                  calibration: torch.Tensor | None = None, mode: Mode = "fast",
-                 device: torch.device | str | None = None, layer_hardware: LayerHardware | None = None) -> None:
+                 device: torch.device | str | None = None, layer_hardware: LayerHardware | None = None,
+                 cache: SimulatorCache | None = None) -> None:
+        self.cache = cache  # shared with other simulators of the same model and calibration set
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = copy.deepcopy(model).cpu().eval()
         self.hw = hw
@@ -196,10 +236,13 @@ class Simulator:
         """Draw chip instance `seed`: every crossbar programmed with its own cell-level noise.
 
         Each group of layers (one per HardwareSpec) draws from its own stream (`stream_seed`).
+        Programming is deterministic, so asking again for the instance installed is free.
         """
+        if seed == self.seed:
+            return self
         noise = NoiseTable(NOISE_TABLE_SIZE, 1_000_003 * seed + 7, self.device)
         for g in self.groups:
-            programmed = program_chip(g.levels, g.hw, torch.Generator().manual_seed(stream_seed(seed, g.stream)))
+            programmed = self._programmed(g, seed)
             for name in g.names:
                 analog = self.layers[name]
                 analog.program(*self.layouts[name].gather(programmed, g.ref_col))
@@ -207,12 +250,38 @@ class Simulator:
         self.seed = seed
         return self
 
+    def _programmed(self, g: _Group, seed: int) -> dict[CrossbarKey, torch.Tensor]:
+        """Group `g`'s crossbars on chip instance `seed` (from the shared cache when one holds them)."""
+        gen_seed = stream_seed(seed, g.stream)
+        if self.cache is None:
+            return program_chip(g.levels, g.hw, torch.Generator().manual_seed(gen_seed))
+        key = (tuple(g.names), programming_key(g.hw), gen_seed)
+        if key not in self.cache.chips:
+            self.cache.keep_chip(key, program_chip(g.levels, g.hw, torch.Generator().manual_seed(gen_seed)))
+        return self.cache.chips[key]
+
     # ---- calibration ----
 
     def calibrate(self, x: torch.Tensor) -> Simulator:
         """Fix input quantizers and ADC ranges from calibration inputs `x` (a batch)."""
-        seen: dict[str, torch.Tensor] = {}  # a subset of each layer's inputs, for the ADC ranges
-        extremes: dict[str, torch.Tensor] = {}  # (max |x|, min x) over every calibration input
+        seen, extremes = self._float_pass(x)
+        buffer = ReadBuffer()  # one allocation for every layer's calibration reads
+        for name, analog in self.layers.items():  # each layer digitizes with its own hardware
+            top, neg = (float(v) for v in extremes[name])
+            quant = input_quant(top, neg > 0, analog.hw.precision.activation_bits)
+            adc = self._adc_calibration(analog, quant, seen[name], buffer) if analog.hw.nonideal.adc else (None, None)
+            analog.calibrate(quant, *adc)
+        self.calibrated = True
+        if self.seed is None:
+            self.program(0)
+        return self
+
+    def _float_pass(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per layer, a subset of its float inputs (for the ADC ranges) and (max |x|, -min x) over all of them."""
+        if self.cache is not None and id(x) in self.cache.float_pass:
+            return self.cache.float_pass[id(x)]
+        seen: dict[str, torch.Tensor] = {}
+        extremes: dict[str, torch.Tensor] = {}
 
         def record(layer: Layer, inp: torch.Tensor) -> torch.Tensor:
             pixels = 1 if layer.kind == "linear" else inp[0].numel() // max(1, inp.shape[1])
@@ -222,18 +291,21 @@ class Simulator:
             return self.layers[layer.name].forward_float(inp)
 
         self.run_layers(x, record)
-        for name, analog in self.layers.items():  # each layer digitizes with its own hardware
-            top, neg = (float(v) for v in extremes[name])
-            analog.input = input_quant(top, neg > 0, analog.hw.precision.activation_bits)
-            if analog.hw.nonideal.adc:
-                analog.adc_step, analog.adc_error = adc_calibration(analog, seen[name])
-            else:
-                analog.adc_step = analog.adc_error = None
-            analog._fast = analog._scaled = None
-        self.calibrated = True
-        if self.seed is None:
-            self.program(0)
-        return self
+        if self.cache is not None:
+            self.cache.float_pass[id(x)] = (seen, extremes)
+        return seen, extremes
+
+    def _adc_calibration(self, analog: AnalogLayer, quant: InputQuant, x: torch.Tensor, buffer: ReadBuffer
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ADC step and error of one layer (from the shared cache when it holds the same calibration)."""
+        analog.input = quant
+        if self.cache is None:
+            return adc_calibration(analog, x, buffer)
+        lay = analog.layout
+        key = (analog.layer.name, calibration_key(analog.hw), quant, lay.row_cuts, lay.col_cuts, lay.tiles)
+        if key not in self.cache.adc:
+            self.cache.adc[key] = adc_calibration(analog, x, buffer)
+        return self.cache.adc[key]
 
     # ---- running ----
 
