@@ -79,3 +79,14 @@ def test_basis_docs_imagenet_figures_match_the_result_file():
     docs = (ROOT / "docs" / "basis.md").read_text()
     begin, end = docs.index(bench.BEGIN), docs.index(bench.END) + len(bench.END)
     assert docs[begin:end] == bench.markdown(doc), "run: python benchmarks/basis_imagenet_bench.py --docs-only"
+
+
+def test_readme_simulator_speed_figures_match_the_result_file():
+    spec = importlib.util.spec_from_file_location("sim_bench", ROOT / "benchmarks" / "sim_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(bench)
+    doc = json.loads((ROOT / "benchmarks" / "results" / "sim_bench.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
+    assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/sim_bench.py --readme-only"
