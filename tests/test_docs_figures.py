@@ -1,4 +1,4 @@
-"""The README's compiler figures are generated from the committed benchmark result, not typed in."""
+"""Figures in the README and docs are generated from the committed benchmark results, not typed in."""
 
 from __future__ import annotations
 
@@ -6,23 +6,35 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("compile_bench", ROOT / "benchmarks" / "compile_bench.py")
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
 
 
-def test_readme_compiler_figures_match_the_result_file():
-    bench = _bench()
-    doc = json.loads((ROOT / "benchmarks" / "results" / "compile_bench.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
-    assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/compile_bench.py --readme"
+# (benchmark, document, command that regenerates the block)
+GENERATED = [
+    ("compile_bench", "README.md", "python benchmarks/compile_bench.py --readme"),
+    ("transformer_bench", "README.md", "python benchmarks/transformer_bench.py --readme"),
+    ("sim_bench", "README.md", "python benchmarks/sim_bench.py --readme-only"),
+    ("basis_imagenet_bench", "docs/basis.md", "python benchmarks/basis_imagenet_bench.py --docs-only"),
+]
+
+
+@pytest.mark.parametrize(("name", "document", "command"), GENERATED, ids=[g[0] for g in GENERATED])
+def test_generated_figures_match_the_result_file(name: str, document: str, command: str) -> None:
+    bench = _bench(name)
+    doc = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+    text = (ROOT / document).read_text()
+    begin, end = text.index(bench.BEGIN), text.index(bench.END) + len(bench.END)
+    assert text[begin:end] == bench.markdown(doc), f"{document} is stale; run: {command}"
 
 
 def test_readme_commands_create_every_run_folder_they_read():
@@ -56,37 +68,3 @@ def test_user_guide_sample_output_is_what_the_tool_prints(monkeypatch, capsys):
     printed = {line.rstrip() for line in capsys.readouterr().out.splitlines()}
     stale = [line for line in shown if line.strip() and line.strip() != "..." and line not in printed]
     assert not stale, f"docs/user_guide.md sample output is stale: {stale[:3]}"
-
-
-def test_readme_transformer_figures_match_the_result_file():
-    spec = importlib.util.spec_from_file_location("transformer_bench", ROOT / "benchmarks" / "transformer_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(bench)
-    doc = json.loads((ROOT / "benchmarks" / "results" / "transformer_bench.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
-    assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/transformer_bench.py --readme"
-
-
-def test_basis_docs_imagenet_figures_match_the_result_file():
-    spec = importlib.util.spec_from_file_location("basis_imagenet_bench",
-                                                  ROOT / "benchmarks" / "basis_imagenet_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(bench)
-    doc = json.loads((ROOT / "benchmarks" / "results" / "basis_imagenet_bench.json").read_text())
-    docs = (ROOT / "docs" / "basis.md").read_text()
-    begin, end = docs.index(bench.BEGIN), docs.index(bench.END) + len(bench.END)
-    assert docs[begin:end] == bench.markdown(doc), "run: python benchmarks/basis_imagenet_bench.py --docs-only"
-
-
-def test_readme_simulator_speed_figures_match_the_result_file():
-    spec = importlib.util.spec_from_file_location("sim_bench", ROOT / "benchmarks" / "sim_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(bench)
-    doc = json.loads((ROOT / "benchmarks" / "results" / "sim_bench.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    begin, end = readme.index(bench.BEGIN), readme.index(bench.END) + len(bench.END)
-    assert readme[begin:end] == bench.markdown(doc), "run: python benchmarks/sim_bench.py --readme-only"
