@@ -259,6 +259,10 @@ def program_crossbars(mapping: Mapping, graph: LayerGraph, hw: HardwareSpec) -> 
     rows, cols, usable = hw.crossbar.rows, hw.crossbar.cols, hw.usable_cols
     if mapping.weight_bits:
         raise ValueError("mixed-precision mappings (weight_bits) are costed, not programmed: cells hold uniform bits")
+    mnsim = [lp.name for lp in mapping.layers if lp.layout != "dense"]
+    if mnsim:
+        raise ValueError(f"layer {mnsim[0]} uses MNSIM's layout (bit slices on separate crossbars), which is costed, "
+                         "not programmed: compile with chip.layout dense to run it")
     if (mapping.crossbar_rows, mapping.crossbar_cols) != (rows, cols):
         raise ValueError(
             f"mapping is for {mapping.crossbar_rows}x{mapping.crossbar_cols} crossbars, hardware has {rows}x{cols}"

@@ -222,7 +222,7 @@ def frontier(layer: Layer, hw: HardwareSpec) -> Frontier:
 def _renamed(f: Frontier, layer: Layer) -> Frontier:
     """A cached frontier for another layer of the same shape (forms re-pointed at this layer)."""
     forms = [LoweredLayer(layer, low.form, low.cols_per_weight, low.row_cuts, low.col_cuts, low.mvms_per_pixel,
-                          low.pixels, low.group_cols) for low in f.forms]
+                          low.pixels, low.group_cols, low.layout) for low in f.forms]
     out = Frontier(layer, forms, f.x, f.t, f.form, f.copies, f.turns, f.grids)
     out.__dict__["hull"] = f.hull
     return out

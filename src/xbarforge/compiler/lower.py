@@ -17,6 +17,14 @@ Mixed precision (`xbarforge.quant`): `bits` gives a layer its own weight width, 
 or one per output channel. Per-channel widths apply to dense tiled layers: output channels fill
 column blocks in order, a channel's slices never split over two crossbars, so a block ends where
 the next channel would not fit. Grouped layers take the widest channel's width for every channel.
+
+MNSIM's layout (`chip.layout: mnsim`, MNSIM 2.0's Tile_connection_graph.py): a crossbar takes
+floor(rows / k^2) whole input channels (row tiles of whole channels), and each bit slice, and each
+polarity of a differential pair, has crossbars of its own holding one column per output channel.
+Here that is the same group matrix with its physical columns in slice-major order (all output
+channels' slice 0, then slice 1, ...), tiled so that no block mixes two slices. The cost model reads
+it like any other; the ideal executor and the simulator need each weight's slices in one block and
+use the dense layout.
 """
 
 from __future__ import annotations
@@ -141,6 +149,7 @@ class LoweredLayer:
     mvms_per_pixel: int  # sequential MVMs per output pixel per block (the stack width)
     pixels: int
     group_cols: int = 0  # physical columns of one group matrix (0: outputs per group x cols_per_weight)
+    layout: str = "dense"  # "mnsim": slice-major columns, whole-channel row tiles (module docstring)
 
     def __post_init__(self) -> None:
         if not self.group_cols:
@@ -237,6 +246,11 @@ def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None, bits: Bits =
     rows_g, cols_g = group_dims(layer, hw, bits)
     if not form.tiled:
         return LoweredLayer(layer, form, cpw, (), (), form.stack, layer.output_pixels, cols_g)
+    if hw.chip.layout == "mnsim":
+        if bits is not None and not isinstance(bits, int):
+            raise ValueError(f"{layer.name}: per-channel weight bits need chip.layout dense (MNSIM's has one width)")
+        row_cuts, col_cuts = _mnsim_cuts(layer, rows_x, cols_x, cpw)
+        return LoweredLayer(layer, form, cpw, row_cuts, col_cuts, 1, layer.output_pixels, cols_g, "mnsim")
     if bits is not None and not isinstance(bits, int) and layer.groups == 1:
         widths = [hw.cols_for_bits(b) for b in bits]
         cols_g = sum(widths)
@@ -247,6 +261,21 @@ def lower(layer: Layer, hw: HardwareSpec, form: Form | None = None, bits: Bits =
     row_cuts = tuple(r0 for r0, _ in _tile(rows_g, rows_x)) + (rows_g,)
     col_cuts = tuple(c0 for c0, _ in col_tiles) + (cols_g,)
     return LoweredLayer(layer, form, cpw, row_cuts, col_cuts, 1, layer.output_pixels, cols_g)
+
+
+def _mnsim_cuts(layer: Layer, rows_x: int, cols_x: int, cpw: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Row and column cuts of MNSIM's layout: whole input channels per row tile, one slice per column tile.
+
+    MNSIM takes floor(rows / k^2) channels per crossbar; a kernel larger than a crossbar's rows
+    (which MNSIM cannot map) falls back to plain row tiles.
+    """
+    kk = layer.kernel[0] * layer.kernel[1]
+    rows_g = layer.rows_per_group
+    step = (rows_x // kk) * kk or rows_x
+    row_cuts = tuple(range(0, rows_g, step)) + (rows_g,)
+    outputs = layer.cols_per_group
+    col_cuts = tuple(s * outputs + c for s in range(cpw) for c in range(0, outputs, cols_x)) + (cpw * outputs,)
+    return row_cuts, col_cuts
 
 
 def fits_in_crossbar(layer: Layer, hw: HardwareSpec, bits: Bits = None) -> bool:

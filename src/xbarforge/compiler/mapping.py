@@ -123,6 +123,9 @@ class LayerPlan:
     out_elems: int = 0  # output activations per sample (for buffer and interconnect energy)
     row_cuts: tuple[int, ...] = ()  # tiled forms: row tile boundaries of the group matrix
     col_cuts: tuple[int, ...] = ()  # tiled forms: physical column tile boundaries
+    layout: str = "dense"  # "mnsim": slice-major columns (compiler.lower); the executor needs "dense"
+    in_line_elems: int = 0  # activations in k input rows (W_in x k_h x C_in): a line buffer's content
+    out_channels: int = 0  # activations of one output pixel
 
     @property
     def cycles(self) -> int:
@@ -160,7 +163,16 @@ class LayerPlan:
             rows_per_group=layer.rows_per_group, cols_per_group=low.group_cols,
             groups=layer.groups, tau=low.tau(copies), preds=list(preds or []),
             out_elems=math.prod(layer.out_shape), row_cuts=low.row_cuts, col_cuts=low.col_cuts,
+            layout=low.layout, in_line_elems=_line_elems(layer), out_channels=layer.out_channels,
         )
+
+
+def _line_elems(layer: Any) -> int:
+    """Activations a line buffer holds for this layer: k_h rows of its input (one input vector for a linear layer)."""
+    if len(layer.in_shape) == 3:
+        c, _, w = layer.in_shape
+        return w * layer.kernel[0] * c
+    return layer.rows_per_group * layer.groups
 
 
 @dataclass
@@ -191,6 +203,7 @@ class Mapping:
     write_cycles: list[int] = field(default_factory=list)  # per reprogramming round (rounds > 1)
     report: dict[str, Any] = field(default_factory=dict)
     digital: list[DigitalStage] = field(default_factory=list)  # costed layers without weights
+    pool_layers: int = 0  # pooling layers of the graph (MNSIM's layout gives each a tile of its own)
 
     def layer(self, name: str) -> LayerPlan:
         for plan in self.layers:
@@ -312,6 +325,7 @@ def new_mapping(graph: Any, hw: Any, plans: list[LayerPlan], placed: list[Placed
         layers=plans, placed=placed, crossbars_used=crossbars, rounds=rounds, min_crossbars=fewest,
         schedule=schedule, objective=objective, seed=seed, runs=runs, fires_together=hw.fires_blocks_together,
         digital=digital_stages(graph, hw),
+        pool_layers=sum(1 for layer in graph.layers if layer.kind in ("pool", "global_pool")),
     )
 
 

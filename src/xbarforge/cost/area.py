@@ -1,9 +1,18 @@
 """Chip area of the crossbars a mapping uses, with their periphery and tile overheads, and of the
-digital units its digital stages need (`cost.digital`)."""
+digital units its digital stages need (`cost.digital`).
+
+Tiles: the dense layout fills tiles with crossbars in order (`ceil(crossbars / crossbars_per_tile)`);
+MNSIM's layout (`chip.layout: mnsim`) gives every MVM layer whole tiles of its own and every pooling
+layer one tile, and counts every crossbar of a used tile, as MNSIM 2.0's Model_Area does. The tile
+overhead is `area.tile_overhead_um2`, or, with a `buffers` section, SRAM buffers sized for the
+network (`buffer_kb`) plus `buffers.tile_fixed_um2`.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from xbarforge.hardware.spec import HardwareSpec
 
@@ -16,9 +25,82 @@ def crossbar_area_um2(hw: HardwareSpec) -> float:
 
 
 def chip_area_mm2(hw: HardwareSpec, crossbars: int) -> float:
-    """Area of `crossbars` crossbars grouped into tiles of `chip.crossbars_per_tile`."""
+    """Area of `crossbars` crossbars grouped into tiles of `chip.crossbars_per_tile` (no network at
+    hand: the tile overhead is `area.tile_overhead_um2`)."""
     tiles = math.ceil(crossbars / hw.chip.crossbars_per_tile)
     return (crossbars * crossbar_area_um2(hw) + tiles * hw.area.tile_overhead_um2) / 1e6
+
+
+def _pow2_kb(nbytes: float) -> float:
+    """MNSIM's buffer capacity: the next power of two in bytes, in KB."""
+    return 2.0 ** math.ceil(math.log2(nbytes)) / 1024 if nbytes > 0 else 0.0
+
+
+def layer_tiles(hw: HardwareSpec, crossbars: int) -> int:
+    return math.ceil(crossbars / hw.chip.crossbars_per_tile)
+
+
+def buffer_kb(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -> tuple[float, float]:
+    """(PE input buffer, tile output buffer) capacities in KB the network needs, by MNSIM's rule.
+
+    Per MVM layer (Tile_connection_graph.py): the input line buffer (k_h input rows, activation bits
+    each) is spread over the layer's PEs, and two output pixels (ping-pong) over its tiles; each is
+    rounded up to a power of two bytes, and every PE (tile) gets the largest any layer needs.
+    """
+    bits = hw.precision.activation_bits
+    per_pe = hw.chip.crossbars_per_pe
+    inp = out = 0.0
+    for lp in mapping.layers:
+        n = layer_crossbars.get(lp.name, 0)
+        if not n:
+            continue
+        pes = math.ceil(n / per_pe)
+        inp = max(inp, _pow2_kb(lp.in_line_elems * bits / 8 / pes))
+        out = max(out, _pow2_kb(2 * lp.out_channels * bits / 8 / layer_tiles(hw, n)))
+    return inp, out
+
+
+def tile_overhead_um2(hw: HardwareSpec, mapping: Any = None, layer_crossbars: dict[str, int] | None = None) -> float:
+    """One tile's buffers, pooling, joint module and control: sized for `mapping` where the preset
+    has a `buffers` section, else `area.tile_overhead_um2`."""
+    if hw.buffers is None or mapping is None:
+        return hw.area.tile_overhead_um2
+    inp, out = buffer_kb(mapping, hw, layer_crossbars or {})
+    b = hw.buffers
+    return b.tile_fixed_um2 + hw.chip.pes_per_tile * b.sram_um2(inp) + b.sram_um2(out)
+
+
+def mapping_tiles(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -> int:
+    """Tiles a mapping occupies (per round): see the module docstring for the two layouts."""
+    if hw.chip.layout == "mnsim":
+        return sum(layer_tiles(hw, n) for n in layer_crossbars.values()) + mapping.pool_layers
+    return layer_tiles(hw, mapping.crossbars_used)
+
+
+@dataclass(frozen=True)
+class ChipArea:
+    """A mapping's chip area by part."""
+
+    tiles: int
+    crossbars: int  # crossbars on the chip (MNSIM's layout: every crossbar of the used tiles)
+    crossbars_mm2: float  # crossbars with their DACs, ADCs and shift-add units
+    overhead_mm2: float  # tile overheads (buffers, pooling, joint module, control)
+    input_buffer_kb: float = 0.0  # per PE, when the preset sizes buffers for the network
+    output_buffer_kb: float = 0.0  # per tile
+
+    @property
+    def total_mm2(self) -> float:
+        return self.crossbars_mm2 + self.overhead_mm2
+
+
+def mapping_area(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -> ChipArea:
+    """Area of a mapping's chip; `layer_crossbars`: crossbars holding each MVM layer's blocks
+    (`cost.model.layer_occupancy`)."""
+    tiles = mapping_tiles(mapping, hw, layer_crossbars)
+    overhead = tile_overhead_um2(hw, mapping, layer_crossbars)
+    inp, out = buffer_kb(mapping, hw, layer_crossbars) if hw.buffers is not None else (0.0, 0.0)
+    crossbars = tiles * hw.chip.crossbars_per_tile if hw.chip.layout == "mnsim" else mapping.crossbars_used
+    return ChipArea(tiles, crossbars, crossbars * crossbar_area_um2(hw) / 1e6, tiles * overhead / 1e6, inp, out)
 
 
 def digital_area_mm2(hw: HardwareSpec, units: set[str], runtime_crossbars: int = 0) -> float:

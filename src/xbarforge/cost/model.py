@@ -13,7 +13,7 @@ from typing import Any
 
 from xbarforge.compiler.digital import TICKS_PER_CYCLE
 from xbarforge.compiler.mapping import Mapping, shared_weights
-from xbarforge.cost.area import chip_area_mm2, digital_area_mm2
+from xbarforge.cost.area import digital_area_mm2, mapping_area
 from xbarforge.cost.bounds import period_lower_bound
 from xbarforge.cost.energy import mapping_energy
 from xbarforge.cost.latency import mapping_timing
@@ -54,15 +54,16 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     interval = timing.interval(top)
     energy = mapping_energy(mapping, hw, interval)
     runtime = max((st.runtime_crossbars for st in mapping.digital), default=0)
-    area = chip_area_mm2(hw, mapping.crossbars_used) + digital_area_mm2(
-        hw, {st.unit for st in mapping.digital}, runtime)
+    occupancy = layer_occupancy(mapping)
+    chip = mapping_area(mapping, hw, {name: n for name, (n, _) in occupancy.items()})
+    digital_mm2 = digital_area_mm2(hw, {st.unit for st in mapping.digital}, runtime)
+    area = chip.total_mm2 + digital_mm2
     cells = hw.crossbar.rows * hw.crossbar.cols
     weight_cells = mapping.weight_cells
     # every round reprograms the same crossbars, so each round counts the chip once
     counted = (mapping.crossbars_budget or mapping.crossbars_used) * mapping.rounds
     lat = {str(k): timing.cycles(k) * ns for k in samples}
     layer_cycles = timing.layer_cycles
-    occupancy = layer_occupancy(mapping)
     layers = []
     for lp in mapping.layers:
         n, held = occupancy.get(lp.name, (0, 0))
@@ -104,6 +105,10 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         "energy_pj": energy_pj,
         "energy_by_component_pj": energy.by_component,
         "area_mm2": area,
+        "area_by_part_mm2": {"crossbars": chip.crossbars_mm2, "tile_overhead": chip.overhead_mm2,
+                             "digital": digital_mm2},
+        "tiles": chip.tiles,
+        "buffer_kb": {"pe_input": chip.input_buffer_kb, "tile_output": chip.output_buffer_kb},
         "edap": energy_pj * first_ns * area,
         "edap_units": "pJ * ns * mm^2 (energy per inference x one-sample latency x area)",
         "runtime_crossbars": runtime,

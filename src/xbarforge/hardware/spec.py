@@ -82,6 +82,15 @@ class ChipSpec(_Strict):
     pes_per_tile: PositiveInt = 1
     crossbars_per_pe: PositiveInt = 8
     pools: list[CrossbarPool] = Field(default_factory=list, description="heterogeneous crossbar pools")
+    layout: Literal["dense", "mnsim"] = Field(
+        "dense",
+        description=(
+            "dense: a layer's weight matrix tiled row- and column-wise, each weight's slices side by side"
+            " (xbarforge's layout); mnsim: MNSIM 2.0's layout, whole input channels per crossbar, each bit"
+            " slice (and each polarity) on its own crossbars, every layer and every pooling layer on whole"
+            " tiles of its own (a cost-model layout: the simulator reads the dense one)"
+        ),
+    )
 
     @property
     def crossbars_per_tile(self) -> int:
@@ -131,7 +140,42 @@ class AreaSpec(_Strict):
     dac_um2: float = Field(ge=0, description="one DAC (one per row)")
     adc_um2: float = Field(ge=0, description="one ADC")
     shift_add_um2: float = Field(ge=0, description="shift-add units of one crossbar")
-    tile_overhead_um2: float = Field(0.0, ge=0, description="buffers, router, control of one tile")
+    tile_overhead_um2: float = Field(
+        0.0, ge=0, description="buffers, router, control of one tile (without `buffers`: the whole overhead)"
+    )
+
+
+class BufferSpec(_Strict):
+    """On-chip SRAM buffers sized for the network, as MNSIM 2.0's mapping sizes them.
+
+    Each PE gets an input line buffer and each tile an output buffer (ping-pong), each the next
+    power of two in bytes above what the layer needing most puts in one PE (tile): an input buffer
+    holds k input rows of the layer's input (W_in x k x C_in activations) spread over the layer's PEs;
+    an output buffer holds two output pixels (C_out activations each) spread over its tiles. Their
+    area comes from a table of SRAM macros by capacity. Without this section the tile overhead is
+    `area.tile_overhead_um2` for every network.
+    """
+
+    sram_um2_by_kb: dict[float, float] = Field(
+        description="area of one SRAM buffer by capacity in KB; a buffer takes the smallest entry that holds it"
+    )
+    tile_fixed_um2: float = Field(
+        ge=0, description="the rest of a tile's overhead (pooling unit, joint module, registers, muxes)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> BufferSpec:
+        if not self.sram_um2_by_kb:
+            raise ValueError("buffers.sram_um2_by_kb: needs at least one capacity")
+        if min(self.sram_um2_by_kb) <= 0 or min(self.sram_um2_by_kb.values()) < 0:
+            raise ValueError("buffers.sram_um2_by_kb: capacities must be positive and areas not negative")
+        return self
+
+    def sram_um2(self, kb: float) -> float:
+        """Area of the smallest SRAM in the table that holds `kb` KB (the largest when none does)."""
+        sizes = sorted(self.sram_um2_by_kb)
+        fit = next((s for s in sizes if s >= kb), sizes[-1])
+        return self.sram_um2_by_kb[fit]
 
 
 class NonIdealSpec(_Strict):
@@ -262,6 +306,7 @@ class HardwareSpec(_Strict):
     latency: LatencySpec = LatencySpec()
     energy: EnergySpec
     area: AreaSpec
+    buffers: BufferSpec | None = None
     nonideal: NonIdealSpec = NonIdealSpec()
     digital: DigitalSpec = DigitalSpec()
     reprogram: ReprogramSpec = ReprogramSpec()
@@ -356,6 +401,10 @@ class HardwareSpec(_Strict):
     def with_budget(self, crossbars: int | None) -> HardwareSpec:
         """The same chip with another flat crossbar budget (None = as many as needed), re-validated."""
         return self._revalidated("chip", {"crossbars": crossbars})
+
+    def with_layout(self, layout: str) -> HardwareSpec:
+        """The same chip with another `chip.layout` (the simulator reads the dense one)."""
+        return self if self.chip.layout == layout else self._revalidated("chip", {"layout": layout})
 
     def _revalidated(self, section: str, update: dict) -> HardwareSpec:
         data = self.model_dump()

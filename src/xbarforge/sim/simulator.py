@@ -156,6 +156,7 @@ def _group_specs(graph: LayerGraph, hw: HardwareSpec, layer_hardware: LayerHardw
     by_key: dict[str, tuple[HardwareSpec, int, list[str]]] = {}
     for name in names:
         spec = layer_hardware.get(name, hw)
+        spec = hw if spec is hw else spec.with_layout("dense")
         if spec is hw:
             key = "hw"
         else:
@@ -181,6 +182,7 @@ class Simulator:
         self.cache = cache  # shared with other simulators of the same model and calibration set
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = copy.deepcopy(model).cpu().eval()
+        hw = hw.with_layout("dense")  # MNSIM's layout is a cost-model layout (compiler.lower); cells read alike
         self.hw = hw
         self.mode: Mode = mode
         if graph is None:

@@ -9,7 +9,7 @@ Every model is traceable with `torch.fx.symbolic_trace`, uses BatchNorm2d where 
 carries `zoo_name` and `input_shape` (C, H, W) attributes when built through `create_model`.
 """
 
-from xbarforge.zoo import densenet, lenet, mobilenet, resnet, squeezenet, vgg, vit  # noqa: F401  (registers)
+from xbarforge.zoo import densenet, lenet, mnsim_nets, mobilenet, resnet, squeezenet, vgg, vit  # noqa: F401  (registers)
 from xbarforge.zoo.registry import (
     create_model,
     default_input_shape,
