@@ -25,6 +25,7 @@ GENERATED = [
     ("transformer_bench", "README.md", "python benchmarks/transformer_bench.py --readme"),
     ("sim_bench", "README.md", "python benchmarks/sim_bench.py --readme-only"),
     ("basis_imagenet_bench", "docs/basis.md", "python benchmarks/basis_imagenet_bench.py --docs-only"),
+    ("fidelity_mnsim", "docs/cost_model.md", "python benchmarks/fidelity_mnsim.py --docs-only"),
 ]
 
 

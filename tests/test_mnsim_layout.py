@@ -74,3 +74,52 @@ def test_mnsim_layout_is_costed_not_executed() -> None:
     dense = isaac_like(graph, hw.with_layout("dense"))
     assert dense.crossbars_used < mapping.crossbars_used  # xbarforge's layout packs slices densely
     dense.execute(graph, None, hw.with_layout("dense"))
+
+
+@pytest.mark.parametrize("net", NETWORKS)
+def test_latency_and_energy_equal_mnsim(net: str, reference: dict) -> None:
+    """The per-pixel dataflow and line-buffer pipeline give MNSIM's latency and energy, by component."""
+    hw = load_hardware("mnsim-default")
+    cost = evaluate(isaac_like(capture(create_model(f"mnsim_{net}"), (3, 32, 32)), hw), hw)
+    ref = reference[net]["totals"]
+    assert cost["schedule_used"]["1"] == "line-buffer"
+    assert cost["latency_ns"]["1"] == pytest.approx(ref["latency_pipelined_ns"], rel=1e-9)
+    assert cost["energy_pj"] / 1e3 == pytest.approx(ref["energy_nJ"], rel=1e-6)
+    parts = cost["energy_by_component_pj"]
+    theirs = ref["energy_nJ_components"]
+    for ours, mnsim in (("adc", "ADC"), ("dac", "DAC"), ("crossbar", "xbar"), ("buffer", "buf"),
+                        ("shift_add", "digital"), ("digital", "pooling")):
+        assert parts[ours] / 1e3 == pytest.approx(theirs[mnsim], rel=1e-6), ours
+
+
+def test_every_layer_starts_and_ends_when_mnsim_says(reference: dict) -> None:
+    """Per layer of ResNet-18 (residual adds and shortcut convs included): hops on the tile grid, first
+    pixel start and last pixel finish of the pipeline."""
+    hw = load_hardware("mnsim-default")
+    cost = evaluate(isaac_like(capture(create_model("mnsim_resnet18"), (3, 32, 32)), hw), hw)
+    ours = cost["pixel_pipeline"]
+    theirs = reference["resnet18"]["layers"]
+    assert [lt["kind"] for lt in ours] == [{"pooling": "pool", "element_sum": "add"}.get(t["type"], t["type"])
+                                           for t in theirs]
+    for lt, ref in zip(ours, theirs, strict=True):
+        assert (lt["hops_in"], lt["hops_out"]) == (ref["inLayer_distance"], ref["transLayer_distance"])
+        assert lt["begin_ns"] == pytest.approx(ref["latency_pipelined"]["begin_ns"], rel=1e-9)
+        assert lt["finish_ns"] == pytest.approx(ref["latency_pipelined"]["finish_ns"], rel=1e-9)
+
+
+def test_line_buffer_survives_a_saved_mapping(tmp_path: Path) -> None:
+    from xbarforge.compiler.mapping import Mapping
+
+    hw = load_hardware("mnsim-default")
+    mapping = isaac_like(capture(create_model("mnsim_vgg8"), (3, 32, 32)), hw)
+    mapping.save(tmp_path / "m.json")
+    again = evaluate(Mapping.load(tmp_path / "m.json"), hw, (1, 4))
+    first = evaluate(mapping, hw, (1, 4))
+    assert again["latency_ns"] == first["latency_ns"]
+    assert first["latency_ns"]["4"] > first["latency_ns"]["1"]  # later samples wait one period each
+
+
+def test_presets_without_dataflow_keep_the_mvm_cycle_schedule() -> None:
+    hw = load_hardware("isaac")
+    cost = evaluate(isaac_like(capture(create_model("mnsim_vgg8"), (3, 32, 32)), hw), hw)
+    assert cost["schedule_used"]["1"] != "line-buffer" and cost["pixel_pipeline"] is None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from xbarforge.compiler.digital import DigitalStage, digital_stages
+from xbarforge.compiler.flow import FlowNode, flow_nodes
 from xbarforge.compiler.lower import BlockClass, BlockShape, Form, LoweredLayer, _classes, copy_blocks
 
 
@@ -204,6 +205,7 @@ class Mapping:
     report: dict[str, Any] = field(default_factory=dict)
     digital: list[DigitalStage] = field(default_factory=list)  # costed layers without weights
     pool_layers: int = 0  # pooling layers of the graph (MNSIM's layout gives each a tile of its own)
+    flow: list[FlowNode] = field(default_factory=list)  # feature-map producers, for the line-buffer pipeline
 
     def layer(self, name: str) -> LayerPlan:
         for plan in self.layers:
@@ -296,6 +298,9 @@ class Mapping:
         d["shared"] = [SharedRun(**{**sr, "shares": tuple(Share(**s) for s in sr["shares"])})
                        for sr in d.get("shared", [])]
         d["digital"] = [DigitalStage(**st) for st in d.get("digital", [])]
+        d["flow"] = [FlowNode(**{**f, "inputs": tuple(f["inputs"]), "in_hw": tuple(f["in_hw"]),
+                                 "out_hw": tuple(f["out_hw"]), "consumers": tuple(f["consumers"])})
+                     for f in d.get("flow", [])]
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -326,6 +331,7 @@ def new_mapping(graph: Any, hw: Any, plans: list[LayerPlan], placed: list[Placed
         schedule=schedule, objective=objective, seed=seed, runs=runs, fires_together=hw.fires_blocks_together,
         digital=digital_stages(graph, hw),
         pool_layers=sum(1 for layer in graph.layers if layer.kind in ("pool", "global_pool")),
+        flow=flow_nodes(graph),
     )
 
 

@@ -17,11 +17,17 @@ from typing import Any
 from xbarforge.hardware.spec import HardwareSpec
 
 
-def crossbar_area_um2(hw: HardwareSpec) -> float:
-    """One crossbar with a DAC per row, its ADCs and shift-add units."""
+def crossbar_parts_um2(hw: HardwareSpec) -> dict[str, float]:
+    """One crossbar's array, DACs, ADCs and shift-add units."""
     a = hw.area
     adcs = math.ceil(hw.crossbar.cols / hw.precision.cols_per_adc)
-    return a.xbar_um2 + hw.crossbar.rows * a.dac_um2 + adcs * a.adc_um2 + a.shift_add_um2
+    dacs = math.ceil(hw.crossbar.rows / hw.precision.rows_per_dac)
+    return {"crossbar": a.xbar_um2, "dac": dacs * a.dac_um2, "adc": adcs * a.adc_um2, "shift_add": a.shift_add_um2}
+
+
+def crossbar_area_um2(hw: HardwareSpec) -> float:
+    """One crossbar with its DACs, ADCs and shift-add units."""
+    return sum(crossbar_parts_um2(hw).values())
 
 
 def chip_area_mm2(hw: HardwareSpec, crossbars: int) -> float:
@@ -87,10 +93,16 @@ class ChipArea:
     overhead_mm2: float  # tile overheads (buffers, pooling, joint module, control)
     input_buffer_kb: float = 0.0  # per PE, when the preset sizes buffers for the network
     output_buffer_kb: float = 0.0  # per tile
+    buffers_mm2: float = 0.0  # the sized buffers' part of overhead_mm2
 
     @property
     def total_mm2(self) -> float:
         return self.crossbars_mm2 + self.overhead_mm2
+
+    def by_part(self, hw: HardwareSpec) -> dict[str, float]:
+        """mm^2 by component: crossbar arrays, DACs, ADCs, shift-add, buffers, the rest of the tiles."""
+        parts = {k: v * self.crossbars / 1e6 for k, v in crossbar_parts_um2(hw).items()}
+        return {**parts, "buffers": self.buffers_mm2, "tile_rest": self.overhead_mm2 - self.buffers_mm2}
 
 
 def mapping_area(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -> ChipArea:
@@ -100,7 +112,9 @@ def mapping_area(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]
     overhead = tile_overhead_um2(hw, mapping, layer_crossbars)
     inp, out = buffer_kb(mapping, hw, layer_crossbars) if hw.buffers is not None else (0.0, 0.0)
     crossbars = tiles * hw.chip.crossbars_per_tile if hw.chip.layout == "mnsim" else mapping.crossbars_used
-    return ChipArea(tiles, crossbars, crossbars * crossbar_area_um2(hw) / 1e6, tiles * overhead / 1e6, inp, out)
+    bufs = 0.0 if hw.buffers is None else tiles * (hw.chip.pes_per_tile * hw.buffers.sram_um2(inp)
+                                                   + hw.buffers.sram_um2(out)) / 1e6
+    return ChipArea(tiles, crossbars, crossbars * crossbar_area_um2(hw) / 1e6, tiles * overhead / 1e6, inp, out, bufs)
 
 
 def digital_area_mm2(hw: HardwareSpec, units: set[str], runtime_crossbars: int = 0) -> float:

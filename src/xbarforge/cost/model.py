@@ -13,10 +13,11 @@ from typing import Any
 
 from xbarforge.compiler.digital import TICKS_PER_CYCLE
 from xbarforge.compiler.mapping import Mapping, shared_weights
-from xbarforge.cost.area import digital_area_mm2, mapping_area
+from xbarforge.cost.area import buffer_kb, digital_area_mm2, mapping_area
 from xbarforge.cost.bounds import period_lower_bound
-from xbarforge.cost.energy import mapping_energy
+from xbarforge.cost.energy import COMPONENTS, Energy, mapping_energy
 from xbarforge.cost.latency import mapping_timing
+from xbarforge.cost.pixel_pipeline import PixelPipeline, pixel_pipeline
 from xbarforge.hardware.spec import HardwareSpec
 
 
@@ -55,7 +56,12 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     energy = mapping_energy(mapping, hw, interval)
     runtime = max((st.runtime_crossbars for st in mapping.digital), default=0)
     occupancy = layer_occupancy(mapping)
-    chip = mapping_area(mapping, hw, {name: n for name, (n, _) in occupancy.items()})
+    layer_xbars = {name: n for name, (n, _) in occupancy.items()}
+    chip = mapping_area(mapping, hw, layer_xbars)
+    pixels = line_buffer_pipeline(mapping, hw, layer_xbars)
+    if pixels is not None and hw.dataflow is not None and hw.dataflow.has_power:  # power x busy time, per pixel
+        energy = Energy({name: {**dict.fromkeys(COMPONENTS[:-1], 0.0), **comps}
+                         for name, comps in pixels.energy_pj.items()}, 0.0)
     digital_mm2 = digital_area_mm2(hw, {st.unit for st in mapping.digital}, runtime)
     area = chip.total_mm2 + digital_mm2
     cells = hw.crossbar.rows * hw.crossbar.cols
@@ -63,6 +69,12 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     # every round reprograms the same crossbars, so each round counts the chip once
     counted = (mapping.crossbars_budget or mapping.crossbars_used) * mapping.rounds
     lat = {str(k): timing.cycles(k) * ns for k in samples}
+    schedules = {str(k): "+".join(r.schedule_for(k) for r in timing.rounds) for k in samples}
+    throughput = 1e9 / (interval * ns) if interval else 0.0
+    if pixels is not None:  # the preset models data movement per pixel: its pipeline gives the latency
+        lat = {str(k): pixels.latency(k) for k in samples}
+        schedules = {str(k): "line-buffer" for k in samples}
+        throughput = 1e9 / pixels.period_ns if pixels.period_ns else 0.0
     layer_cycles = timing.layer_cycles
     layers = []
     for lp in mapping.layers:
@@ -84,7 +96,7 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
             }
         )
     layers = _with_stage_rows(mapping, layers, layer_cycles, energy)
-    first_ns = timing.cycles(1) * ns
+    first_ns = pixels.latency(1) if pixels is not None else timing.cycles(1) * ns
     energy_pj = energy.total_pj
     return {
         "crossbars_used": mapping.crossbars_used,
@@ -94,19 +106,19 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         "utilization_denominator": "budget" if mapping.crossbars_budget else "crossbars used",
         "rounds": mapping.rounds,
         "cycles": {str(k): timing.cycles(k) for k in samples},
-        # which static schedule gives latency(k): sequential, periodic, batched, ordered or pipelined
-        "schedule_used": {str(k): "+".join(r.schedule_for(k) for r in timing.rounds) for k in samples},
+        # which schedule gives latency(k): sequential, periodic, batched, ordered or pipelined (MVM cycles of
+        # the layers), or line-buffer (pixel by pixel with its data movement, where the preset has `dataflow`)
+        "schedule_used": schedules,
         "latency_ns": lat,
         "write_ns": timing.as_cycles(sum(timing.write_cycles)) * ns,
         # cycles between samples in the schedule that gives latency(max k); throughput is its inverse
         "period_cycles": interval,
-        "throughput_per_s": 1e9 / (interval * ns) if interval else 0.0,
+        "throughput_per_s": throughput,
         "throughput_samples": top,
         "energy_pj": energy_pj,
         "energy_by_component_pj": energy.by_component,
         "area_mm2": area,
-        "area_by_part_mm2": {"crossbars": chip.crossbars_mm2, "tile_overhead": chip.overhead_mm2,
-                             "digital": digital_mm2},
+        "area_by_part_mm2": {**chip.by_part(hw), "digital": digital_mm2},
         "tiles": chip.tiles,
         "buffer_kb": {"pe_input": chip.input_buffer_kb, "tile_output": chip.output_buffer_kb},
         "edap": energy_pj * first_ns * area,
@@ -114,7 +126,19 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         "runtime_crossbars": runtime,
         "digital_share": _digital_share(mapping, layers, energy_pj),
         "layers": layers,
+        "pixel_pipeline": None if pixels is None else [lt.__dict__ for lt in pixels.layers],
     }
+
+
+def line_buffer_pipeline(mapping: Mapping, hw: HardwareSpec, layer_xbars: dict[str, int]) -> PixelPipeline | None:
+    """The per-pixel pipeline where the preset has a `dataflow` section and the mapping is one round of
+    conv/fc/pool/add layers (digital stages and reprogramming keep the MVM-cycle model)."""
+    if hw.dataflow is None or not mapping.flow or mapping.rounds > 1 or mapping.digital:
+        return None
+    shapes = {lp.name: (max(c.height for c in lp.classes), max(c.width for c in lp.classes)) for lp in mapping.layers}
+    sizes = buffer_kb(mapping, hw, layer_xbars) if hw.buffers is not None else (0.0, 0.0)
+    copies = {lp.name: lp.copies for lp in mapping.layers}
+    return pixel_pipeline(mapping.flow, hw, shapes, layer_xbars, sizes, copies)
 
 
 def _with_stage_rows(mapping: Mapping, layers: list[dict[str, Any]], cycles: dict[str, int],
@@ -172,7 +196,9 @@ def report(mapping: Mapping, baseline: Mapping, hw: HardwareSpec, samples: list[
         **{k: v for k, v in ours.items() if k != "layers"},
         "min_crossbars": mapping.min_crossbars,
         "throughput_bound_per_s": 1e9 / (bound * hw.mvm_ns) if bound else None,
-        "throughput_bound_ratio": (bound / achieved) if (bound and achieved and mapping.rounds == 1) else None,
+        # the bound counts MVM cycles: it says nothing of a line-buffer pipeline's buffer-bound pixels
+        "throughput_bound_ratio": (bound / achieved) if (bound and achieved and mapping.rounds == 1
+                                                         and ours["pixel_pipeline"] is None) else None,
         "baseline": {k: v for k, v in base.items() if k != "layers"},
         "speedup": {k: base["latency_ns"][k] / ours["latency_ns"][k] for k in ours["latency_ns"]},
         "layers": ours["layers"],

@@ -17,7 +17,7 @@ from typing import Any
 from xbarforge.hardware.loader import load_hardware, preset_path
 from xbarforge.hardware.spec import HardwareSpec
 
-_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w]*):\s*(?P<value>[^#]*?)\s*(?:#\s?(?P<comment>.*))?$")
+_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_0-9][\w.]*):\s*(?P<value>[^#]*?)\s*(?:#\s?(?P<comment>.*))?$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ def _flatten(prefix: str, data: Any) -> list[tuple[str, Any]]:
     if isinstance(data, dict):
         out: list[tuple[str, Any]] = []
         for k, v in data.items():
+            k = int(k) if isinstance(k, float) and k.is_integer() else k  # table keys (KB) as the file writes them
             out.extend(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
         return out
     return [(prefix, data)]

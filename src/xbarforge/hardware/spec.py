@@ -72,6 +72,7 @@ class PrecisionSpec(_Strict):
     dac_bits: PositiveInt = Field(1, le=16, description="input bits applied per crossbar read (bit-serial)")
     adc_bits: PositiveInt = Field(8, le=16)
     cols_per_adc: PositiveInt = Field(128, description="columns sharing one ADC (time-multiplexed)")
+    rows_per_dac: PositiveInt = Field(1, description="rows sharing one DAC (area only: one per row by default)")
 
 
 class ChipSpec(_Strict):
@@ -137,7 +138,7 @@ class AreaSpec(_Strict):
     """Area per component in square micrometres; no defaults, for the same reason as EnergySpec."""
 
     xbar_um2: float = Field(ge=0, description="one crossbar array")
-    dac_um2: float = Field(ge=0, description="one DAC (one per row)")
+    dac_um2: float = Field(ge=0, description="one DAC (one per precision.rows_per_dac rows)")
     adc_um2: float = Field(ge=0, description="one ADC")
     shift_add_um2: float = Field(ge=0, description="shift-add units of one crossbar")
     tile_overhead_um2: float = Field(
@@ -162,6 +163,12 @@ class BufferSpec(_Strict):
     tile_fixed_um2: float = Field(
         ge=0, description="the rest of a tile's overhead (pooling unit, joint module, registers, muxes)"
     )
+    sram_read_mw_by_kb: dict[float, float] = Field(
+        default_factory=dict, description="power of one SRAM buffer while read (dynamic + leakage), by capacity"
+    )
+    sram_write_mw_by_kb: dict[float, float] = Field(
+        default_factory=dict, description="power of one SRAM buffer while written (dynamic + leakage), by capacity"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BufferSpec:
@@ -173,9 +180,65 @@ class BufferSpec(_Strict):
 
     def sram_um2(self, kb: float) -> float:
         """Area of the smallest SRAM in the table that holds `kb` KB (the largest when none does)."""
-        sizes = sorted(self.sram_um2_by_kb)
-        fit = next((s for s in sizes if s >= kb), sizes[-1])
-        return self.sram_um2_by_kb[fit]
+        return _smallest_holding(self.sram_um2_by_kb, kb)
+
+    def sram_mw(self, kb: float) -> tuple[float, float]:
+        """(read, write) power of an SRAM of `kb` KB; (0, 0) where the preset gives no power table."""
+        if not self.sram_read_mw_by_kb or not self.sram_write_mw_by_kb:
+            return 0.0, 0.0
+        return _smallest_holding(self.sram_read_mw_by_kb, kb), _smallest_holding(self.sram_write_mw_by_kb, kb)
+
+
+def _smallest_holding(table: dict[float, float], kb: float) -> float:
+    sizes = sorted(table)
+    return table[next((s for s in sizes if s >= kb), sizes[-1])]
+
+
+class DataflowSpec(_Strict):
+    """Data movement per output pixel and the line-buffer pipeline between layers (`cost.pixel_pipeline`).
+
+    With this section a layer's time is the sum over its output pixels of: PE input-buffer write and
+    read, the crossbar read (input cycles x row steps x column steps, each a DAC, cell read and ADC
+    step, with the registers, demultiplexers and shift-adds of the digital part), the adder tree of
+    the PEs in a tile, the tile output-buffer write and read, the merge of partial sums across the
+    layer's tiles and the transfer of the pixel to the next layer (hops on the tile grid x bits /
+    bandwidth). Layers overlap pixel by pixel: a pixel starts once the input rows its receptive field
+    needs exist. MNSIM 2.0's behavioural model (PE_latency.py, Tile_latency.py, Model_latency.py).
+    """
+
+    buffer_access_ns: PositiveFloat = Field(description="one access of an SRAM buffer (one port width of data)")
+    buffer_port_bits: PositiveInt = Field(description="bits moved per buffer access")
+    digital_ns: PositiveFloat = Field(description="one cycle of the digital clock (registers, adders, merge)")
+    dac_ns: float = Field(ge=0, description="one DAC conversion step")
+    cell_read_ns: PositiveFloat = Field(description="one crossbar read step (cells and wires)")
+    decoder_ns: float = Field(ge=0, description="input demultiplexer, per read step")
+    mux_ns: float = Field(ge=0, description="output multiplexer, per read step")
+    rows_per_step: PositiveInt = Field(description="rows driven together (DACs per PE); more rows take more steps")
+    cols_per_step: PositiveInt = Field(description="columns converted together (ADCs per PE); more take more steps")
+    inter_tile_gbps: PositiveFloat = Field(description="link bandwidth between tiles (bits per ns)")
+    intra_tile_gbps: PositiveFloat = Field(description="bandwidth inside a tile, PEs to the adder tree")
+    pool_ns: float = Field(ge=0, description="pooling unit: one window of pool_window elements on pool_channels")
+    pool_channels: PositiveInt = Field(description="channels the pooling unit handles at once")
+    pool_window: PositiveInt = Field(description="window elements the pooling unit handles at once")
+    add_ns: float = Field(ge=0, description="residual addition of one pixel in the accumulator")
+    tile_grid: PositiveInt = Field(description="tiles per side of the square tile grid (placement, hop counts)")
+    # Energy = power x busy time per component (MNSIM's Model_energy): each part draws its power while
+    # the pixel's time for that part runs. Milliwatts, per unit.
+    cell_mw: float = Field(0.0, ge=0, description="one cell while read")
+    dac_mw: float = Field(0.0, ge=0, description="one DAC while converting")
+    adc_mw: float = Field(0.0, ge=0, description="one ADC while converting")
+    reg_mw: float = Field(0.0, ge=0, description="one input or output register")
+    decoder_mw: float = Field(0.0, ge=0, description="one input demultiplexer")
+    mux_mw: float = Field(0.0, ge=0, description="one output multiplexer")
+    shift_add_mw: float = Field(0.0, ge=0, description="one shift-add register")
+    adder_tree_mw: float = Field(0.0, ge=0, description="one adder of the tile's adder tree (per column pair)")
+    pool_mw: float = Field(0.0, ge=0, description="the pooling unit while busy")
+
+    @property
+    def has_power(self) -> bool:
+        """Does the section price energy (power x busy time) too, or only time?"""
+        return any((self.cell_mw, self.dac_mw, self.adc_mw, self.reg_mw, self.decoder_mw, self.mux_mw,
+                    self.shift_add_mw, self.adder_tree_mw, self.pool_mw))
 
 
 class NonIdealSpec(_Strict):
@@ -307,6 +370,7 @@ class HardwareSpec(_Strict):
     energy: EnergySpec
     area: AreaSpec
     buffers: BufferSpec | None = None
+    dataflow: DataflowSpec | None = None
     nonideal: NonIdealSpec = NonIdealSpec()
     digital: DigitalSpec = DigitalSpec()
     reprogram: ReprogramSpec = ReprogramSpec()

@@ -75,8 +75,9 @@ class _Block(nn.Module):
         self.shortcut = nn.Sequential(*_conv(cin, cout, 3, stride, 1)) if stride != 1 or cin != cout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)  # before the shortcut, in MNSIM's layer order (its tiles are placed in that order)
         skip = x if self.shortcut is None else self.shortcut(x)
-        return torch.relu(self.body(x) + skip)
+        return torch.relu(out + skip)
 
 
 class MnsimResNet18(nn.Module):
