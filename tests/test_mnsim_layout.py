@@ -123,3 +123,31 @@ def test_presets_without_dataflow_keep_the_mvm_cycle_schedule() -> None:
     hw = load_hardware("isaac")
     cost = evaluate(isaac_like(capture(create_model("mnsim_vgg8"), (3, 32, 32)), hw), hw)
     assert cost["schedule_used"]["1"] != "line-buffer" and cost["pixel_pipeline"] is None
+
+
+@pytest.mark.parametrize(("net", "budget"), [("lenet", None), ("resnet18", None), ("vgg8", 2.0)])
+def test_event_replay_reproduces_the_line_buffer_pipeline(net: str, budget: float | None) -> None:
+    """SimPy replays every pixel (copies included, on a compiled mapping with duplicated layers) and
+    finds each layer's first start and last finish where the cumulative-maximum model puts them."""
+    from xbarforge.compiler.compile import compile_graph, min_crossbars
+    from xbarforge.cost.area import buffer_kb
+    from xbarforge.cost.pixel_event_sim import replay
+    from xbarforge.cost.pixel_pipeline import pixel_pipeline
+
+    hw = load_hardware("mnsim-default")
+    graph = capture(create_model(f"mnsim_{net}"), (3, 32, 32))
+    if budget is None:
+        mapping = isaac_like(graph, hw)
+    else:
+        mapping = compile_graph(graph, hw, crossbars=int(budget * min_crossbars(graph, hw)), samples=[1])
+        assert max(lp.copies for lp in mapping.layers) > 1
+    occ = {name: n for name, (n, _) in layer_occupancy(mapping).items()}
+    shapes = {lp.name: (max(c.height for c in lp.classes), max(c.width for c in lp.classes)) for lp in mapping.layers}
+    model = pixel_pipeline(mapping.flow, hw, shapes, occ, buffer_kb(mapping, hw, occ),
+                           {lp.name: lp.copies for lp in mapping.layers})
+    events = replay(mapping.flow, model)
+    for lt in model.layers:
+        start, finish = events[lt.name]
+        assert finish == pytest.approx(lt.finish_ns, rel=1e-9), lt.name
+        assert start == pytest.approx(lt.begin_ns, rel=1e-9), lt.name
+    assert model.latency_ns == pytest.approx(max(f for _, f in events.values()), rel=1e-12)

@@ -53,6 +53,8 @@ class PixelPipeline:
     period_ns: float  # between inferences in a steady stream: the busiest layer
     layers: list[LayerTiming]
     energy_pj: dict[str, dict[str, float]]  # per flow node, by component (power x busy time)
+    pixel_ns: dict[str, np.ndarray]  # per flow node, each output pixel's time (row-major)
+    segments: dict[str, list[np.ndarray]]  # per flow node, the pixels each copy computes in turn
 
     def latency(self, samples: int) -> float:
         """k inferences streamed: the first, then one period each."""
@@ -227,6 +229,8 @@ def pixel_pipeline(nodes: list[FlowNode], hw: HardwareSpec, shapes: dict[str, tu
     finish: dict[str, np.ndarray] = {}
     out: list[LayerTiming] = []
     energy: dict[str, dict[str, float]] = {}
+    times: dict[str, np.ndarray] = {}
+    segs: dict[str, list[np.ndarray]] = {}
     for n in nodes:
         h_in, h_out = hops[n.name]
         transfer = h_out * n.out_channels * obits / df.inter_tile_gbps
@@ -292,6 +296,7 @@ def pixel_pipeline(nodes: list[FlowNode], hw: HardwareSpec, shapes: dict[str, tu
         else:
             ready = np.max([_ready(finish[i], n) for i in n.inputs], axis=0)
         segments = _segments(n, copies.get(n.name, 1))
+        times[n.name], segs[n.name] = t, segments
         done = _wavefront(t, ready, segments)
         finish[n.name] = done
         busy = max(float(t[idx].sum()) for idx in segments)
@@ -299,4 +304,4 @@ def pixel_pipeline(nodes: list[FlowNode], hw: HardwareSpec, shapes: dict[str, tu
                                busy, float(t[-1])))
     latency = max((lt.finish_ns for lt in out), default=0.0)
     period = max((lt.busy_ns for lt in out), default=0.0)
-    return PixelPipeline(latency, period, out, energy)
+    return PixelPipeline(latency, period, out, energy, times, segs)
