@@ -67,7 +67,7 @@ def _spiral(n: int, grid: int) -> list[tuple[int, int]]:
     bottom-up."""
     out: list[tuple[int, int]] = []
     s = 0
-    while len(out) < n and s < grid:
+    while len(out) < n:  # past the grid (a model larger than the chip) the shells go on
         if s == 0:
             shell = [(0, 0)]
         elif s % 2:
@@ -77,6 +77,14 @@ def _spiral(n: int, grid: int) -> list[tuple[int, int]]:
         out.extend(shell)
         s += 1
     return out[:n]
+
+
+def _farthest(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Manhattan distance from each point to the farthest target, in O(points + targets):
+    |dx| + |dy| = max over the four sign patterns of +-(x - x') +- (y - y')."""
+    s, d = targets.sum(1), targets[:, 0] - targets[:, 1]
+    ps, pd = points.sum(1), points[:, 0] - points[:, 1]
+    return np.maximum.reduce([ps - s.min(), s.max() - ps, pd - d.min(), d.max() - pd])
 
 
 def tile_hops(nodes: list[FlowNode], tiles: dict[str, int], grid: int) -> dict[str, tuple[int, int]]:
@@ -104,14 +112,14 @@ def tile_hops(nodes: list[FlowNode], tiles: dict[str, int], grid: int) -> dict[s
             out[n.name] = (0, 0)
             continue
         mine = np.array(where[n.name], dtype=float)
-        inner = np.abs(mine[:, None, :] - mine[None, :, :]).sum(-1).max(1)
+        inner = _farthest(mine, mine)
         dst = [t for c in n.consumers for t in where[c]]
         if idx == len(nodes) - 1:
             outer = np.zeros(len(mine))
         elif n.consumers and all(kinds[c] == "add" for c in n.consumers):
             outer = np.abs(mine[:, 0] - acc[0]) + mine[:, 1]
         elif dst:
-            outer = np.abs(mine[:, None, :] - np.array(dst, dtype=float)[None, :, :]).sum(-1).max(1)
+            outer = _farthest(mine, np.array(dst, dtype=float))
         else:
             outer = np.zeros(len(mine))
         best = int(np.argmin(inner + outer))  # the first of equals, in row-major order as MNSIM scans
