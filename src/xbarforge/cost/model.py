@@ -76,6 +76,8 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
         schedules = {str(k): "line-buffer" for k in samples}
         throughput = 1e9 / pixels.period_ns if pixels.period_ns else 0.0
     layer_cycles = timing.layer_cycles
+    # a layer's time: its MVM cycles, or on a line-buffer pipeline its pixels' time (one copy's share)
+    busy = {lt.name: lt.busy_ns for lt in pixels.layers} if pixels is not None else {}
     layers = []
     for lp in mapping.layers:
         n, held = occupancy.get(lp.name, (0, 0))
@@ -90,7 +92,7 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
                 "utilization": held / (n * cells) if n else 0.0,
                 "cycles": layer_cycles[lp.name],
                 "serial": lp.serial,
-                "time_ns": layer_cycles[lp.name] * ns,
+                "time_ns": busy.get(lp.name, layer_cycles[lp.name] * ns),
                 "energy_pj": energy.layer_total(lp.name),
                 "round": lp.round,
             }
@@ -195,7 +197,7 @@ def report(mapping: Mapping, baseline: Mapping, hw: HardwareSpec, samples: list[
         "samples": list(samples),
         **{k: v for k, v in ours.items() if k != "layers"},
         "min_crossbars": mapping.min_crossbars,
-        "throughput_bound_per_s": 1e9 / (bound * hw.mvm_ns) if bound else None,
+        "throughput_bound_per_s": 1e9 / (bound * hw.mvm_ns) if bound and ours["pixel_pipeline"] is None else None,
         # the bound counts MVM cycles: it says nothing of a line-buffer pipeline's buffer-bound pixels
         "throughput_bound_ratio": (bound / achieved) if (bound and achieved and mapping.rounds == 1
                                                          and ours["pixel_pipeline"] is None) else None,

@@ -276,7 +276,11 @@ def pixel_pipeline(nodes: list[FlowNode], hw: HardwareSpec, shapes: dict[str, tu
                     "shift": px * steps * df.digital_ns, "demux": px * steps * df.decoder_ns,
                     "mux": px * steps * df.mux_ns, "oreg": px * cp * df.digital_ns, "tree": px * tree,
                     "buf_r": float(counts @ br) + px * tile_r, "buf_w": float(counts @ bw) + px * tile_w}
-            energy[n.name] = _mvm_energy(hw, tiles[n.name], max_pe, rows, cols, busy, buffers_mw)
+            # copies split the pixels, so each part is busy for 1 / copies of them (MNSIM, which never
+            # duplicates in its main flow, would charge every copy's power for all of them)
+            share = 1 / max(1, copies.get(n.name, 1))
+            energy[n.name] = {k: v * share for k, v in
+                              _mvm_energy(hw, tiles[n.name], max_pe, rows, cols, busy, buffers_mw).items()}
         elif n.kind == "pool":
             k, s, p, cin = n.kernel, n.stride, n.padding, n.in_channels
             reach = max(k - p, 0)
