@@ -26,6 +26,7 @@ GENERATED = [
     ("sim_bench", "README.md", "python benchmarks/sim_bench.py --readme-only"),
     ("basis_imagenet_bench", "docs/basis.md", "python benchmarks/basis_imagenet_bench.py --docs-only"),
     ("fidelity_mnsim", "docs/cost_model.md", "python benchmarks/fidelity_mnsim.py --docs-only"),
+    ("fidelity_neurosim", "docs/cost_model.md", "python benchmarks/fidelity_neurosim.py --docs-only"),
 ]
 
 
