@@ -166,14 +166,9 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write_docs(doc: dict[str, Any]) -> None:
-    text = DOC.read_text()
-    block = markdown(doc)
-    if BEGIN in text:
-        start, stop = text.index(BEGIN), text.index(END) + len(END)
-        text = text[:start] + block + text[stop:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    from generated_block import replace_block  # benchmarks/ is on sys.path when this script runs
+
+    replace_block(DOC, BEGIN, END, markdown(doc))
 
 
 def main() -> None:

@@ -151,9 +151,9 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write_docs(doc: dict[str, Any]) -> None:
-    text = DOC.read_text()
-    start, stop = text.index(BEGIN), text.index(END) + len(END)
-    DOC.write_text(text[:start] + markdown(doc) + text[stop:])
+    from generated_block import replace_block  # benchmarks/ is on sys.path when this script runs
+
+    replace_block(DOC, BEGIN, END, markdown(doc))
 
 
 def main() -> None:
