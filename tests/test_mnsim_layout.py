@@ -130,9 +130,8 @@ def test_event_replay_reproduces_the_line_buffer_pipeline(net: str, budget: floa
     """SimPy replays every pixel (copies included, on a compiled mapping with duplicated layers) and
     finds each layer's first start and last finish where the cumulative-maximum model puts them."""
     from xbarforge.compiler.compile import compile_graph, min_crossbars
-    from xbarforge.cost.area import buffer_kb
+    from xbarforge.cost.model import line_buffer_pipeline
     from xbarforge.cost.pixel_event_sim import replay
-    from xbarforge.cost.pixel_pipeline import pixel_pipeline
 
     hw = load_hardware("mnsim-default")
     graph = capture(create_model(f"mnsim_{net}"), (3, 32, 32))
@@ -141,13 +140,35 @@ def test_event_replay_reproduces_the_line_buffer_pipeline(net: str, budget: floa
     else:
         mapping = compile_graph(graph, hw, crossbars=int(budget * min_crossbars(graph, hw)), samples=[1])
         assert max(lp.copies for lp in mapping.layers) > 1
-    occ = {name: n for name, (n, _) in layer_occupancy(mapping).items()}
-    shapes = {lp.name: (max(c.height for c in lp.classes), max(c.width for c in lp.classes)) for lp in mapping.layers}
-    model = pixel_pipeline(mapping.flow, hw, shapes, occ, buffer_kb(mapping, hw, occ),
-                           {lp.name: lp.copies for lp in mapping.layers})
+    model = line_buffer_pipeline(mapping, hw, {name: n for name, (n, _) in layer_occupancy(mapping).items()})
+    assert model is not None
     events = replay(mapping.flow, model)
     for lt in model.layers:
         start, finish = events[lt.name]
         assert finish == pytest.approx(lt.finish_ns, rel=1e-9), lt.name
         assert start == pytest.approx(lt.begin_ns, rel=1e-9), lt.name
     assert model.latency_ns == pytest.approx(max(f for _, f in events.values()), rel=1e-12)
+
+
+def test_a_mapping_without_feature_map_layers_is_refused_on_a_dataflow_preset() -> None:
+    """A mapping compiled for hardware that does not price data movement keeps no flow nodes; pricing it
+    on a preset with a `dataflow` section says so in one line instead of falling back silently."""
+    hw = load_hardware("mnsim-default")
+    plain = hw.model_copy(update={"dataflow": None}).with_layout("dense")
+    mapping = isaac_like(capture(create_model("mnsim_lenet"), (3, 32, 32)), plain)
+    assert mapping.flow == []
+    with pytest.raises(ValueError, match="compile it for 'mnsim-default'"):
+        evaluate(mapping, hw.with_layout("dense"))
+
+
+def test_one_buffer_power_table_without_the_other_is_one_error_line(tmp_path: Path) -> None:
+    import yaml
+
+    from xbarforge.errors import HardwareError
+
+    data = load_hardware("mnsim-default").model_dump()
+    data["buffers"]["sram_write_mw_by_kb"] = {}
+    path = tmp_path / "half.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(HardwareError, match=r"^[^\n]*sram_write_mw_by_kb: give both power tables[^\n]*$"):
+        load_hardware(str(path))

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FLOW_KINDS = ("conv", "fc", "pool", "add")
-
 
 @dataclass(frozen=True)
 class FlowNode:
@@ -52,30 +50,37 @@ def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
 def flow_nodes(graph: Any) -> list[FlowNode]:
     """The graph's flow nodes in execution order, with inputs resolved through pass-through layers."""
     alias: dict[str, str | None] = {}
-    nodes: list[FlowNode] = []
+    found: list[tuple[Any, str, tuple[str, ...]]] = []  # (layer, kind, inputs)
+    users: dict[str, list[str]] = {}
     for layer in graph.layers:
         ins = tuple(dict.fromkeys(a for a in (alias.get(i) for i in layer.inputs) if a is not None))
         if layer.is_mvm:
-            conv = len(layer.in_shape) == 3
-            kind = "conv" if conv else "fc"
-            nodes.append(FlowNode(layer.name, kind, ins, layer.in_channels if conv else layer.rows_per_group,
-                                  _hw(layer.in_shape), layer.out_channels, _hw(layer.out_shape), layer.kernel[0],
-                                  layer.stride[0], layer.padding[0]))
+            kind = "conv" if len(layer.in_shape) == 3 else "fc"
         elif layer.kind in ("pool", "global_pool"):
-            k = _first(layer.attrs.get("kernel"), layer.in_shape[-1] if layer.kind == "global_pool" else 1)
-            s = _first(layer.attrs.get("stride"), k)
-            nodes.append(FlowNode(layer.name, "pool", ins, int(layer.in_shape[0]), _hw(layer.in_shape),
-                                  int(layer.out_shape[0]), _hw(layer.out_shape), k, s,
-                                  _first(layer.attrs.get("padding"), 0)))
+            kind = "pool"
         elif layer.kind == "add" and len(ins) > 1:
-            c = int(layer.out_shape[0])
-            nodes.append(FlowNode(layer.name, "add", ins, c, _hw(layer.out_shape), c, _hw(layer.out_shape)))
+            kind = "add"
         else:
             alias[layer.name] = ins[0] if ins else None
             continue
         alias[layer.name] = layer.name
-    users: dict[str, list[str]] = {n.name: [] for n in nodes}
-    for n in nodes:
-        for i in n.inputs:
-            users[i].append(n.name)
-    return [FlowNode(**{**n.__dict__, "consumers": tuple(users[n.name])}) for n in nodes]
+        found.append((layer, kind, ins))
+        users[layer.name] = []
+        for i in ins:
+            users[i].append(layer.name)
+    return [_node(layer, kind, ins, tuple(users[layer.name])) for layer, kind, ins in found]
+
+
+def _node(layer: Any, kind: str, ins: tuple[str, ...], consumers: tuple[str, ...]) -> FlowNode:
+    if kind in ("conv", "fc"):
+        conv = kind == "conv"
+        return FlowNode(layer.name, kind, ins, layer.in_channels if conv else layer.rows_per_group,
+                        _hw(layer.in_shape), layer.out_channels, _hw(layer.out_shape), layer.kernel[0],
+                        layer.stride[0], layer.padding[0], consumers)
+    if kind == "pool":
+        k = _first(layer.attrs.get("kernel"), layer.in_shape[-1] if layer.kind == "global_pool" else 1)
+        return FlowNode(layer.name, "pool", ins, int(layer.in_shape[0]), _hw(layer.in_shape), int(layer.out_shape[0]),
+                        _hw(layer.out_shape), k, _first(layer.attrs.get("stride"), k),
+                        _first(layer.attrs.get("padding"), 0), consumers)
+    c = int(layer.out_shape[0])
+    return FlowNode(layer.name, "add", ins, c, _hw(layer.out_shape), c, _hw(layer.out_shape), consumers=consumers)

@@ -126,7 +126,11 @@ class LayerPlan:
     col_cuts: tuple[int, ...] = ()  # tiled forms: physical column tile boundaries
     layout: str = "dense"  # "mnsim": slice-major columns (compiler.lower); the executor needs "dense"
     in_line_elems: int = 0  # activations in k input rows (W_in x k_h x C_in): a line buffer's content
-    out_channels: int = 0  # activations of one output pixel
+
+    @property
+    def out_channels(self) -> int:
+        """Activations of one output pixel."""
+        return self.out_elems // self.pixels
 
     @property
     def cycles(self) -> int:
@@ -164,7 +168,7 @@ class LayerPlan:
             rows_per_group=layer.rows_per_group, cols_per_group=low.group_cols,
             groups=layer.groups, tau=low.tau(copies), preds=list(preds or []),
             out_elems=math.prod(layer.out_shape), row_cuts=low.row_cuts, col_cuts=low.col_cuts,
-            layout=low.layout, in_line_elems=_line_elems(layer), out_channels=layer.out_channels,
+            layout=low.layout, in_line_elems=_line_elems(layer),
         )
 
 
@@ -204,8 +208,14 @@ class Mapping:
     write_cycles: list[int] = field(default_factory=list)  # per reprogramming round (rounds > 1)
     report: dict[str, Any] = field(default_factory=dict)
     digital: list[DigitalStage] = field(default_factory=list)  # costed layers without weights
-    pool_layers: int = 0  # pooling layers of the graph (MNSIM's layout gives each a tile of its own)
-    flow: list[FlowNode] = field(default_factory=list)  # feature-map producers, for the line-buffer pipeline
+    # feature-map producers (conv, fc, pool, add), kept where the hardware prices them: a `dataflow` section
+    # (line-buffer pipeline) or MNSIM's layout (a tile per pooling layer)
+    flow: list[FlowNode] = field(default_factory=list)
+
+    @property
+    def pool_layers(self) -> int:
+        """Pooling layers of the network (MNSIM's layout gives each a tile of its own)."""
+        return sum(1 for node in self.flow if node.kind == "pool")
 
     def layer(self, name: str) -> LayerPlan:
         for plan in self.layers:
@@ -330,8 +340,7 @@ def new_mapping(graph: Any, hw: Any, plans: list[LayerPlan], placed: list[Placed
         layers=plans, placed=placed, crossbars_used=crossbars, rounds=rounds, min_crossbars=fewest,
         schedule=schedule, objective=objective, seed=seed, runs=runs, fires_together=hw.fires_blocks_together,
         digital=digital_stages(graph, hw),
-        pool_layers=sum(1 for layer in graph.layers if layer.kind in ("pool", "global_pool")),
-        flow=flow_nodes(graph),
+        flow=flow_nodes(graph) if hw.dataflow is not None or hw.chip.layout == "mnsim" else [],
     )
 
 

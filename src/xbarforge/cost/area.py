@@ -33,8 +33,7 @@ def crossbar_area_um2(hw: HardwareSpec) -> float:
 def chip_area_mm2(hw: HardwareSpec, crossbars: int) -> float:
     """Area of `crossbars` crossbars grouped into tiles of `chip.crossbars_per_tile` (no network at
     hand: the tile overhead is `area.tile_overhead_um2`)."""
-    tiles = math.ceil(crossbars / hw.chip.crossbars_per_tile)
-    return (crossbars * crossbar_area_um2(hw) + tiles * hw.area.tile_overhead_um2) / 1e6
+    return (crossbars * crossbar_area_um2(hw) + layer_tiles(hw, crossbars) * hw.area.tile_overhead_um2) / 1e6
 
 
 def _pow2_kb(nbytes: float) -> float:
@@ -43,6 +42,7 @@ def _pow2_kb(nbytes: float) -> float:
 
 
 def layer_tiles(hw: HardwareSpec, crossbars: int) -> int:
+    """Tiles that `crossbars` crossbars fill."""
     return math.ceil(crossbars / hw.chip.crossbars_per_tile)
 
 
@@ -64,16 +64,6 @@ def buffer_kb(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -
         inp = max(inp, _pow2_kb(lp.in_line_elems * bits / 8 / pes))
         out = max(out, _pow2_kb(2 * lp.out_channels * bits / 8 / layer_tiles(hw, n)))
     return inp, out
-
-
-def tile_overhead_um2(hw: HardwareSpec, mapping: Any = None, layer_crossbars: dict[str, int] | None = None) -> float:
-    """One tile's buffers, pooling, joint module and control: sized for `mapping` where the preset
-    has a `buffers` section, else `area.tile_overhead_um2`."""
-    if hw.buffers is None or mapping is None:
-        return hw.area.tile_overhead_um2
-    inp, out = buffer_kb(mapping, hw, layer_crossbars or {})
-    b = hw.buffers
-    return b.tile_fixed_um2 + hw.chip.pes_per_tile * b.sram_um2(inp) + b.sram_um2(out)
 
 
 def mapping_tiles(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -> int:
@@ -107,14 +97,17 @@ class ChipArea:
 
 def mapping_area(mapping: Any, hw: HardwareSpec, layer_crossbars: dict[str, int]) -> ChipArea:
     """Area of a mapping's chip; `layer_crossbars`: crossbars holding each MVM layer's blocks
-    (`cost.model.layer_occupancy`)."""
+    (`cost.model.layer_occupancy`). The tile overhead is `area.tile_overhead_um2`, or with a `buffers`
+    section the network's sized buffers plus `buffers.tile_fixed_um2`."""
     tiles = mapping_tiles(mapping, hw, layer_crossbars)
-    overhead = tile_overhead_um2(hw, mapping, layer_crossbars)
-    inp, out = buffer_kb(mapping, hw, layer_crossbars) if hw.buffers is not None else (0.0, 0.0)
     crossbars = tiles * hw.chip.crossbars_per_tile if hw.chip.layout == "mnsim" else mapping.crossbars_used
-    bufs = 0.0 if hw.buffers is None else tiles * (hw.chip.pes_per_tile * hw.buffers.sram_um2(inp)
-                                                   + hw.buffers.sram_um2(out)) / 1e6
-    return ChipArea(tiles, crossbars, crossbars * crossbar_area_um2(hw) / 1e6, tiles * overhead / 1e6, inp, out, bufs)
+    crossbars_mm2 = crossbars * crossbar_area_um2(hw) / 1e6
+    if hw.buffers is None:
+        return ChipArea(tiles, crossbars, crossbars_mm2, tiles * hw.area.tile_overhead_um2 / 1e6)
+    inp, out = buffer_kb(mapping, hw, layer_crossbars)
+    buffers_um2 = hw.chip.pes_per_tile * hw.buffers.sram_um2(inp) + hw.buffers.sram_um2(out)
+    overhead_um2 = hw.buffers.tile_fixed_um2 + buffers_um2
+    return ChipArea(tiles, crossbars, crossbars_mm2, tiles * overhead_um2 / 1e6, inp, out, tiles * buffers_um2 / 1e6)
 
 
 def digital_area_mm2(hw: HardwareSpec, units: set[str], runtime_crossbars: int = 0) -> float:

@@ -58,7 +58,7 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     occupancy = layer_occupancy(mapping)
     layer_xbars = {name: n for name, (n, _) in occupancy.items()}
     chip = mapping_area(mapping, hw, layer_xbars)
-    pixels = line_buffer_pipeline(mapping, hw, layer_xbars)
+    pixels = line_buffer_pipeline(mapping, hw, layer_xbars, (chip.input_buffer_kb, chip.output_buffer_kb))
     if pixels is not None and hw.dataflow is not None and hw.dataflow.has_power:  # power x busy time, per pixel
         energy = Energy({name: {**dict.fromkeys(COMPONENTS[:-1], 0.0), **comps}
                          for name, comps in pixels.energy_pj.items()}, 0.0)
@@ -132,13 +132,19 @@ def evaluate(mapping: Mapping, hw: HardwareSpec, samples: list[int] | tuple[int,
     }
 
 
-def line_buffer_pipeline(mapping: Mapping, hw: HardwareSpec, layer_xbars: dict[str, int]) -> PixelPipeline | None:
+def line_buffer_pipeline(mapping: Mapping, hw: HardwareSpec, layer_xbars: dict[str, int],
+                         sizes: tuple[float, float] | None = None) -> PixelPipeline | None:
     """The per-pixel pipeline where the preset has a `dataflow` section and the mapping is one round of
-    conv/fc/pool/add layers (digital stages and reprogramming keep the MVM-cycle model)."""
-    if hw.dataflow is None or not mapping.flow or mapping.rounds > 1 or mapping.digital:
+    conv/fc/pool/add layers (digital stages and reprogramming keep the MVM-cycle model). `sizes`: the PE
+    input and tile output buffers in KB (`cost.area.ChipArea` has them; None: sized here)."""
+    if hw.dataflow is None or mapping.rounds > 1 or mapping.digital:
         return None
+    if not mapping.flow:
+        raise ValueError(f"mapping of {mapping.model} holds no feature-map layers to pipeline (compiled for hardware "
+                         f"without a dataflow section): compile it for '{hw.name}'")
     shapes = {lp.name: (max(c.height for c in lp.classes), max(c.width for c in lp.classes)) for lp in mapping.layers}
-    sizes = buffer_kb(mapping, hw, layer_xbars) if hw.buffers is not None else (0.0, 0.0)
+    if sizes is None:
+        sizes = buffer_kb(mapping, hw, layer_xbars) if hw.buffers is not None else (0.0, 0.0)
     copies = {lp.name: lp.copies for lp in mapping.layers}
     return pixel_pipeline(mapping.flow, hw, shapes, layer_xbars, sizes, copies)
 

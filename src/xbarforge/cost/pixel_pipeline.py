@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xbarforge.compiler.flow import FlowNode
+from xbarforge.cost.area import layer_tiles
 from xbarforge.hardware.spec import DataflowSpec, HardwareSpec
 
 
@@ -44,7 +45,6 @@ class LayerTiming:
     begin_ns: float
     finish_ns: float
     busy_ns: float  # sum of its pixel times, per copy (its share of a steady-state period)
-    pixel_ns: float  # time of a pixel in the steady state (the last one)
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def pixel_pipeline(nodes: list[FlowNode], hw: HardwareSpec, shapes: dict[str, tu
     for n in nodes:
         if n.kind in ("conv", "fc"):
             pes[n.name] = math.ceil(layer_crossbars.get(n.name, 0) / hw.chip.crossbars_per_pe)
-            tiles[n.name] = math.ceil(pes[n.name] / per_tile)
+            tiles[n.name] = layer_tiles(hw, layer_crossbars.get(n.name, 0))
         else:
             tiles[n.name] = 1 if n.kind == "pool" else 0
     hops = tile_hops(nodes, tiles, df.tile_grid)
@@ -313,7 +313,7 @@ def pixel_pipeline(nodes: list[FlowNode], hw: HardwareSpec, shapes: dict[str, tu
         finish[n.name] = done
         busy = max(float(t[idx].sum()) for idx in segments)
         out.append(LayerTiming(n.name, n.kind, tiles[n.name], h_in, h_out, float(done[0] - t[0]), float(done.max()),
-                               busy, float(t[-1])))
+                               busy))
     latency = max((lt.finish_ns for lt in out), default=0.0)
     period = max((lt.busy_ns for lt in out), default=0.0)
     return PixelPipeline(latency, period, out, energy, times, segs)

@@ -173,9 +173,11 @@ class BufferSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> BufferSpec:
         if not self.sram_um2_by_kb:
-            raise ValueError("buffers.sram_um2_by_kb: needs at least one capacity")
+            raise ValueError("sram_um2_by_kb: needs at least one capacity")
         if min(self.sram_um2_by_kb) <= 0 or min(self.sram_um2_by_kb.values()) < 0:
-            raise ValueError("buffers.sram_um2_by_kb: capacities must be positive and areas not negative")
+            raise ValueError("sram_um2_by_kb: capacities must be positive and areas not negative")
+        if bool(self.sram_read_mw_by_kb) != bool(self.sram_write_mw_by_kb):
+            raise ValueError("sram_write_mw_by_kb: give both power tables (read and write) or neither")
         return self
 
     def sram_um2(self, kb: float) -> float:
